@@ -970,3 +970,20 @@ server:
 		}
 	}
 }
+
+// The container image's config runs on the sandbox when no Twilio variables are set, and on
+// the real workspace when they are.
+func TestContainerConfig(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "configs", "container.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mustParse(t, string(data), nil)
+	if !c.Twilio.Sandbox() || c.Server.Listen != ":8080" || c.Server.PublicURL != "http://localhost:8080" {
+		t.Errorf("without environment: sandbox=%v listen=%q public_url=%q", c.Twilio.Sandbox(), c.Server.Listen, c.Server.PublicURL)
+	}
+	c = mustParse(t, string(data), exampleEnv)
+	if c.Twilio.Sandbox() || c.Twilio.AuthToken != testAuthToken {
+		t.Errorf("with environment: %+v", c.Redacted().Twilio)
+	}
+}
