@@ -1,0 +1,177 @@
+package directory_test
+
+import (
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/flexbridge/flexbridge/internal/directory"
+	"github.com/flexbridge/flexbridge/internal/directory/conformance"
+)
+
+// postgresDSN returns the server the PostgreSQL tests use (test/pg.sh starts
+// one and prints its DSN). Without it the tests skip, except in CI.
+func postgresDSN(t *testing.T) string {
+	t.Helper()
+	dsn := os.Getenv("FLEXBRIDGE_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("FLEXBRIDGE_TEST_POSTGRES_DSN is not set; CI must run the PostgreSQL suite " +
+				`(export FLEXBRIDGE_TEST_POSTGRES_DSN="$(test/pg.sh | tail -n1)")`)
+		}
+		t.Skip("FLEXBRIDGE_TEST_POSTGRES_DSN is not set (run test/pg.sh and export the DSN it prints)")
+	}
+	return dsn
+}
+
+// newSchema creates an empty schema, dropped when the test ends, and returns
+// a DSN whose search_path is that schema.
+func newSchema(t *testing.T, dsn string) string {
+	t.Helper()
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "fbtest_" + strings.ReplaceAll(uuid.NewString(), "-", "")
+	if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+name); err != nil {
+		admin.Close()
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		defer admin.Close()
+		// t.Context() is already done here.
+		if _, err := admin.Exec("DROP SCHEMA " + name + " CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", name, err)
+		}
+	})
+	return withSearchPath(t, dsn, name)
+}
+
+func withSearchPath(t *testing.T, dsn, schema string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			t.Fatalf("FLEXBRIDGE_TEST_POSTGRES_DSN: %v", err)
+		}
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return dsn + " search_path=" + schema
+}
+
+func openPostgres(t *testing.T, dsn string, now func() time.Time) directory.Store {
+	t.Helper()
+	s, err := directory.Open(t.Context(), directory.Options{
+		Driver: directory.DriverPostgres, DSN: dsn, Now: now, Logger: zaptest.NewLogger(t),
+	})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestPostgres(t *testing.T) {
+	dsn := postgresDSN(t)
+	conformance.RunTests(t, func(t *testing.T) directory.Store {
+		s, err := directory.Open(t.Context(), directory.Options{
+			Driver: directory.DriverPostgres,
+			DSN:    newSchema(t, dsn),
+			Now:    conformance.Clock(t).Now,
+			Logger: zaptest.NewLogger(t),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+// TestPostgresReplicas: several replicas open (and migrate) one fresh schema
+// at once, then claim work concurrently; no item goes to two of them.
+func TestPostgresReplicas(t *testing.T) {
+	dsn := newSchema(t, postgresDSN(t))
+	const replicas = 4
+	stores := make([]directory.Store, replicas)
+	errs := make([]error, replicas)
+	var wg sync.WaitGroup
+	for i := range stores {
+		wg.Go(func() {
+			stores[i], errs[i] = directory.Open(t.Context(), directory.Options{Driver: directory.DriverPostgres, DSN: dsn})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("replica %d Open: %v", i, err)
+		}
+		t.Cleanup(func() { stores[i].Close() })
+	}
+
+	const users = 60
+	for i := range users {
+		if _, err := stores[i%replicas].CreateUser(t.Context(), directory.User{UserName: fmt.Sprintf("u%02d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		mu      sync.Mutex
+		claimed = map[string]int{}
+		failed  = make(chan error, replicas*2)
+	)
+	for r := range replicas * 2 { // two workers per replica
+		wg.Go(func() {
+			for {
+				items, err := stores[r%replicas].ClaimPending(t.Context(), fmt.Sprintf("w%d", r), time.Hour, 2)
+				if err != nil {
+					failed <- err
+					return
+				}
+				if len(items) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, it := range items {
+					claimed[it.State.UserID]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(failed)
+	for err := range failed {
+		t.Fatal(err)
+	}
+	if len(claimed) != users {
+		t.Fatalf("%d distinct users claimed, want %d", len(claimed), users)
+	}
+	for id, n := range claimed {
+		if n != 1 {
+			t.Fatalf("%s claimed %d times", id, n)
+		}
+	}
+
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	var n, distinct int
+	if err := admin.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT version) FROM schema_migrations`).Scan(&n, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 || n != distinct {
+		t.Fatalf("schema_migrations: %d rows, %d versions", n, distinct)
+	}
+}
