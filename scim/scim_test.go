@@ -1,0 +1,502 @@
+package scim_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/flexbridge/flexbridge/internal/directory"
+	"github.com/flexbridge/flexbridge/mapping"
+	"github.com/flexbridge/flexbridge/scim"
+)
+
+type env struct {
+	t      *testing.T
+	srv    *httptest.Server
+	store  directory.Store
+	token  string
+	logs   *observer.ObservedLogs
+	writes int
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	st, err := directory.Open(ctx, directory.Options{Driver: "sqlite", DSN: filepath.Join(t.TempDir(), "fb.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	secret, hash, err := scim.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateToken(ctx, "okta", hash); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.DebugLevel)
+	e := &env{t: t, store: st, token: secret, logs: logs}
+	h, err := scim.New(scim.Options{Store: st, Logger: zap.New(core), PublicURL: "https://bridge.example.com",
+		MaxBodyBytes: 64 << 10, OnChange: func() { e.writes++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(scim.BasePath+"/", h)
+	e.srv = httptest.NewServer(mux)
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+type answer struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    string
+}
+
+func (e *env) do(method, path, contentType, body string, hdr ...string) answer {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.srv.URL+scim.BasePath+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	a := answer{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &a.body); err != nil {
+			e.t.Fatalf("%s %s: answer is not JSON (%d): %s", method, path, resp.StatusCode, raw)
+		}
+	}
+	return a
+}
+
+const okta = "application/scim+json; charset=utf-8"
+
+func userJSON(userName string, extra ...string) string {
+	s := `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"` + userName + `",` +
+		`"name":{"givenName":"Grace","familyName":"Hopper"},"emails":[{"primary":true,"value":"` + userName + `","type":"work"}],` +
+		`"displayName":"Grace Hopper","externalId":"00u1","active":true`
+	for _, x := range extra {
+		s += "," + x
+	}
+	return s + "}"
+}
+
+func (e *env) create(userName string, extra ...string) string {
+	e.t.Helper()
+	a := e.do("POST", "/Users", okta, userJSON(userName, extra...))
+	if a.status != 201 {
+		e.t.Fatalf("create %s: %d %s", userName, a.status, a.raw)
+	}
+	return a.body["id"].(string)
+}
+
+// assertSCIMError checks the RFC 7644 §3.12 error shape and that nothing internal leaks.
+func assertSCIMError(t *testing.T, a answer, status int, scimType string) {
+	t.Helper()
+	if a.status != status {
+		t.Fatalf("status %d, want %d: %s", a.status, status, a.raw)
+	}
+	if ct := a.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/scim+json") {
+		t.Errorf("Content-Type %q", ct)
+	}
+	schemas, _ := a.body["schemas"].([]any)
+	if len(schemas) != 1 || schemas[0] != "urn:ietf:params:scim:api:messages:2.0:Error" {
+		t.Errorf("schemas = %v", a.body["schemas"])
+	}
+	if a.body["status"] != itoa(status) {
+		t.Errorf("status field = %v", a.body["status"])
+	}
+	if scimType != "" && a.body["scimType"] != scimType {
+		t.Errorf("scimType = %v, want %s", a.body["scimType"], scimType)
+	}
+	if d, _ := a.body["detail"].(string); d == "" {
+		t.Error("detail is empty")
+	}
+	for _, leak := range []string{"sql", "SQL", "goroutine", ".go:", "panic", "directory", "elimity"} {
+		if strings.Contains(a.raw, leak) {
+			t.Errorf("error body leaks %q: %s", leak, a.raw)
+		}
+	}
+}
+
+func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+func TestBadInput(t *testing.T) {
+	e := newEnv(t)
+	id := e.create("ok@example.com")
+
+	t.Run("malformed JSON", func(t *testing.T) {
+		assertSCIMError(t, e.do("POST", "/Users", okta, `{"userName":`), 400, "invalidSyntax")
+	})
+	t.Run("missing userName", func(t *testing.T) {
+		a := e.do("POST", "/Users", okta, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"active":true}`)
+		assertSCIMError(t, a, 400, "invalidValue")
+	})
+	t.Run("blank userName", func(t *testing.T) {
+		a := e.do("POST", "/Users", okta, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"  "}`)
+		assertSCIMError(t, a, 400, "invalidValue")
+	})
+	t.Run("unknown user id", func(t *testing.T) {
+		assertSCIMError(t, e.do("GET", "/Users/010101001010101011001010101011", "", ""), 404, "")
+		assertSCIMError(t, e.do("PUT", "/Users/nope", okta, userJSON("x@example.com")), 404, "")
+		assertSCIMError(t, e.do("DELETE", "/Users/nope", "", ""), 404, "")
+		patch := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"active":false}}]}`
+		assertSCIMError(t, e.do("PATCH", "/Users/nope", okta, patch), 404, "")
+	})
+	t.Run("duplicate userName in other case", func(t *testing.T) {
+		assertSCIMError(t, e.do("POST", "/Users", okta, userJSON("OK@EXAMPLE.COM")), 409, "uniqueness")
+	})
+	t.Run("body too large", func(t *testing.T) {
+		big := userJSON("big@example.com", `"title":"`+strings.Repeat("x", 70<<10)+`"`)
+		assertSCIMError(t, e.do("POST", "/Users", okta, big), 413, "")
+	})
+	t.Run("wrong content type", func(t *testing.T) {
+		assertSCIMError(t, e.do("POST", "/Users", "text/plain", userJSON("ct@example.com")), 415, "")
+	})
+	t.Run("unknown PATCH path", func(t *testing.T) {
+		patch := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"fooBar","value":1}]}`
+		assertSCIMError(t, e.do("PATCH", "/Users/"+id, okta, patch), 400, "invalidPath")
+	})
+	t.Run("POST ServiceProviderConfig", func(t *testing.T) {
+		assertSCIMError(t, e.do("POST", "/ServiceProviderConfig", okta, `{}`), 405, "")
+	})
+	t.Run("bad If-Match", func(t *testing.T) {
+		assertSCIMError(t, e.do("PUT", "/Users/"+id, okta, userJSON("ok@example.com"), "If-Match", `W/"999"`), 412, "")
+	})
+}
+
+func TestAuth(t *testing.T) {
+	e := newEnv(t)
+	for name, header := range map[string]string{
+		"none":        "",
+		"not bearer":  "non-token",
+		"basic":       "Basic b2t0YTpva3Rh",
+		"wrong token": "Bearer fbt_wrong",
+		"empty":       "Bearer ",
+	} {
+		t.Run(name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", e.srv.URL+"/scim/v2/Users", nil)
+			if header != "" {
+				req.Header.Set("Authorization", header)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			var body map[string]any
+			_ = json.Unmarshal(raw, &body)
+			assertSCIMError(t, answer{status: resp.StatusCode, header: resp.Header, body: body, raw: string(raw)}, 401, "")
+			if !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("WWW-Authenticate = %q", resp.Header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+	t.Run("revocation is immediate", func(t *testing.T) {
+		if a := e.do("GET", "/Users", "", ""); a.status != 200 {
+			t.Fatalf("before revoke: %d", a.status)
+		}
+		if err := e.store.RevokeToken(context.Background(), "okta"); err != nil {
+			t.Fatal(err)
+		}
+		assertSCIMError(t, e.do("GET", "/Users", "", ""), 401, "")
+	})
+	for _, entry := range e.logs.All() {
+		for _, f := range entry.Context {
+			if strings.Contains(f.String, e.token) || strings.Contains(f.String, "fbt_wrong") {
+				t.Errorf("a token was logged: %v", entry)
+			}
+		}
+	}
+}
+
+func TestCreateGetAndList(t *testing.T) {
+	e := newEnv(t)
+	a := e.do("POST", "/Users", "application/json", userJSON("Runscope123Abc@atko.com", `"password":"1mz050nq"`, `"groups":[]`))
+	if a.status != 201 {
+		t.Fatalf("create: %d %s", a.status, a.raw)
+	}
+	id := a.body["id"].(string)
+	if a.body["userName"] != "Runscope123Abc@atko.com" || a.body["active"] != true {
+		t.Errorf("create answered %v", a.body)
+	}
+	if _, ok := a.body["password"]; ok || strings.Contains(a.raw, "1mz050nq") {
+		t.Error("password echoed")
+	}
+	if a.header.Get("Location") != "https://bridge.example.com/scim/v2/Users/"+id {
+		t.Errorf("Location = %q", a.header.Get("Location"))
+	}
+	meta := a.body["meta"].(map[string]any)
+	if meta["location"] != "https://bridge.example.com/scim/v2/Users/"+id || meta["version"] != `W/"1"` || meta["resourceType"] != "User" {
+		t.Errorf("meta = %v", meta)
+	}
+	if e.writes != 1 {
+		t.Errorf("OnChange called %d times, want 1", e.writes)
+	}
+	stored, err := e.store.GetUser(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(stored.Resource), "1mz050nq") {
+		t.Error("password stored")
+	}
+
+	g := e.do("GET", "/Users/"+id, "", "")
+	if g.status != 200 || g.body["userName"] != "Runscope123Abc@atko.com" || g.header.Get("Etag") != `W/"1"` {
+		t.Errorf("get: %d %v etag %q", g.status, g.body, g.header.Get("Etag"))
+	}
+
+	for _, q := range []struct {
+		filter string
+		total  float64
+	}{
+		{`userName eq "runscope123abc@atko.com"`, 1},
+		{`userName eq "RUNSCOPE123ABC@ATKO.COM"`, 1},
+		{`userName eq "abcdefgh@atko.com"`, 0},
+		{`externalId eq "00u1"`, 1},
+		{`externalId eq "00U1"`, 0},
+		{`userName eq "runscope123abc@atko.com" and active eq true`, 1},
+		{`userName sw "runscope"`, 1},
+		{`active eq false`, 0},
+	} {
+		l := e.do("GET", "/Users?filter="+url.QueryEscape(q.filter)+"&startIndex=1&count=100", "", "")
+		if l.status != 200 || l.body["totalResults"] != q.total {
+			t.Errorf("filter %s: %d %v", q.filter, l.status, l.raw)
+			continue
+		}
+		res, ok := l.body["Resources"].([]any)
+		if !ok || float64(len(res)) != q.total || l.body["itemsPerPage"] != q.total {
+			t.Errorf("filter %s: Resources %#v itemsPerPage %v", q.filter, l.body["Resources"], l.body["itemsPerPage"])
+		}
+	}
+	assertSCIMError(t, e.do("GET", "/Users?filter="+url.QueryEscape(`userName eq`), "", ""), 400, "invalidFilter")
+}
+
+func TestPaging(t *testing.T) {
+	e := newEnv(t)
+	want := map[string]bool{}
+	for i := range 25 {
+		want[e.create("user"+itoa(100+i)+"@example.com")] = true
+	}
+	seen := map[string]bool{}
+	var order []string
+	for start := 1; start <= 25; start += 10 {
+		l := e.do("GET", "/Users?startIndex="+itoa(start)+"&count=10", "", "")
+		if l.status != 200 || l.body["totalResults"] != float64(25) || l.body["startIndex"] != float64(start) {
+			t.Fatalf("page at %d: %s", start, l.raw)
+		}
+		res := l.body["Resources"].([]any)
+		if wantN := min(10, 25-start+1); len(res) != wantN || l.body["itemsPerPage"] != float64(wantN) {
+			t.Fatalf("page at %d has %d resources, itemsPerPage %v", start, len(res), l.body["itemsPerPage"])
+		}
+		for _, r := range res {
+			id := r.(map[string]any)["id"].(string)
+			if seen[id] {
+				t.Errorf("id %s on two pages", id)
+			}
+			seen[id] = true
+			order = append(order, id)
+		}
+	}
+	if len(seen) != 25 {
+		t.Errorf("pages covered %d of 25 users", len(seen))
+	}
+	// count=0: only the total.
+	l := e.do("GET", "/Users?count=0", "", "")
+	if res, ok := l.body["Resources"].([]any); l.status != 200 || l.body["totalResults"] != float64(25) || !ok || len(res) != 0 {
+		t.Errorf("count=0: %s", l.raw)
+	}
+	// Stable order: a second walk gives the same sequence.
+	l = e.do("GET", "/Users?startIndex=1&count=25", "", "")
+	for i, r := range l.body["Resources"].([]any) {
+		if r.(map[string]any)["id"] != order[i] {
+			t.Fatalf("order changed at %d", i)
+		}
+	}
+}
+
+func patchBody(ops string) string {
+	return `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[` + ops + `]}`
+}
+
+// TestPatchShapes sends the exact PATCH bodies IdPs send and checks the stored user and the
+// identity the mapping sees.
+func TestPatchShapes(t *testing.T) {
+	cases := []struct {
+		name  string
+		ops   string
+		check func(t *testing.T, id mapping.Identity, body map[string]any)
+	}{
+		{"okta deactivate", `{"op":"replace","value":{"active":false}}`, func(t *testing.T, id mapping.Identity, b map[string]any) {
+			if id.Active || b["active"] != false {
+				t.Errorf("still active")
+			}
+		}},
+		{"entra legacy deactivate", `{"op":"Replace","path":"active","value":"False"}`, func(t *testing.T, id mapping.Identity, b map[string]any) {
+			if id.Active || b["active"] != false {
+				t.Errorf("still active")
+			}
+		}},
+		{"entra compliant deactivate", `{"op":"replace","path":"active","value":false}`, func(t *testing.T, id mapping.Identity, b map[string]any) {
+			if id.Active {
+				t.Errorf("still active")
+			}
+		}},
+		{"entra multi-attribute value map", `{"op":"replace","value":{"displayName":"Bjfe","name.givenName":"Kkom","name.familyName":"Unua","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber":"Aklq"}}`,
+			func(t *testing.T, id mapping.Identity, b map[string]any) {
+				if id.DisplayName != "Bjfe" || id.Name.GivenName != "Kkom" || id.Name.FamilyName != "Unua" || id.Enterprise.EmployeeNumber != "Aklq" {
+					t.Errorf("identity %+v", id)
+				}
+			}},
+		{"work email replace", `{"op":"Replace","path":"emails[type eq \"work\"].value","value":"new@example.com"}`,
+			func(t *testing.T, id mapping.Identity, b map[string]any) {
+				if len(id.Emails) != 1 || id.Emails[0].Value != "new@example.com" || id.PrimaryEmail() != "new@example.com" {
+					t.Errorf("emails %+v", id.Emails)
+				}
+			}},
+		{"enterprise department add", `{"op":"Add","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department","value":"Retail"}`,
+			func(t *testing.T, id mapping.Identity, b map[string]any) {
+				if id.Enterprise.Department != "Retail" {
+					t.Errorf("department %q", id.Enterprise.Department)
+				}
+			}},
+		{"clear title with empty string", `{"op":"replace","path":"title","value":""}`,
+			func(t *testing.T, id mapping.Identity, b map[string]any) {
+				if id.Title != "" {
+					t.Errorf("title %q", id.Title)
+				}
+			}},
+		{"mixed-case ops", `{"op":"ADD","path":"title","value":"Boss"},{"op":"Replace","path":"nickName","value":"G"}`,
+			func(t *testing.T, id mapping.Identity, b map[string]any) {
+				if id.Title != "Boss" || id.NickName != "G" {
+					t.Errorf("title %q nick %q", id.Title, id.NickName)
+				}
+			}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			id := e.create("grace@example.com", `"title":"Rear Admiral"`)
+			a := e.do("PATCH", "/Users/"+id, okta, patchBody(c.ops))
+			if a.status != 200 {
+				t.Fatalf("patch: %d %s", a.status, a.raw)
+			}
+			if a.body["meta"].(map[string]any)["version"] != `W/"2"` {
+				t.Errorf("version after patch = %v", a.body["meta"])
+			}
+			u, err := e.store.GetUser(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ident, err := mapping.IdentityFromSCIM(u.ID, u.Resource, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ident.Active = u.Active
+			c.check(t, ident, a.body)
+		})
+	}
+}
+
+func TestReplaceKeepsIDAndChangesUserName(t *testing.T) {
+	e := newEnv(t)
+	id := e.create("old@example.com")
+	a := e.do("PUT", "/Users/"+id, okta, userJSON("new@example.com"), "If-Match", `W/"1"`)
+	if a.status != 200 || a.body["id"] != id || a.body["userName"] != "new@example.com" {
+		t.Fatalf("put: %d %s", a.status, a.raw)
+	}
+	if l := e.do("GET", "/Users?filter="+url.QueryEscape(`userName eq "old@example.com"`), "", ""); l.body["totalResults"] != float64(0) {
+		t.Errorf("old userName still found: %s", l.raw)
+	}
+}
+
+func TestDelete(t *testing.T) {
+	e := newEnv(t)
+	id := e.create("gone@example.com")
+	if a := e.do("DELETE", "/Users/"+id, "", ""); a.status != 204 {
+		t.Fatalf("delete: %d %s", a.status, a.raw)
+	}
+	assertSCIMError(t, e.do("GET", "/Users/"+id, "", ""), 404, "")
+	assertSCIMError(t, e.do("DELETE", "/Users/"+id, "", ""), 404, "")
+	st, err := e.store.GetSyncState(context.Background(), id)
+	if err != nil || !st.Deleted {
+		t.Errorf("sync state after delete: %+v %v", st, err)
+	}
+}
+
+func TestDiscovery(t *testing.T) {
+	e := newEnv(t)
+	spc := e.do("GET", "/ServiceProviderConfig", "", "")
+	if spc.status != 200 {
+		t.Fatalf("%d", spc.status)
+	}
+	for _, k := range []string{"patch", "filter", "etag"} {
+		if spc.body[k].(map[string]any)["supported"] != true {
+			t.Errorf("%s not supported: %v", k, spc.body[k])
+		}
+	}
+	for _, k := range []string{"bulk", "sort", "changePassword"} {
+		if spc.body[k].(map[string]any)["supported"] != false {
+			t.Errorf("%s claimed: %v", k, spc.body[k])
+		}
+	}
+	if spc.body["filter"].(map[string]any)["maxResults"] != float64(scim.MaxResults) {
+		t.Errorf("maxResults %v", spc.body["filter"])
+	}
+	s := e.do("GET", "/Schemas", "", "")
+	if s.status != 200 || !strings.Contains(s.raw, `"User Account"`) || !strings.Contains(s.raw, "enterprise:2.0:User") {
+		t.Errorf("schemas: %d %.300s", s.status, s.raw)
+	}
+	rt := e.do("GET", "/ResourceTypes", "", "")
+	if rt.status != 200 || !strings.Contains(rt.raw, `"/Users"`) {
+		t.Errorf("resource types: %d %.300s", rt.status, rt.raw)
+	}
+}
+
+func TestTokenHash(t *testing.T) {
+	secret, hash, err := scim.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(secret, scim.TokenPrefix) || len(secret) < 40 {
+		t.Errorf("secret %q", secret)
+	}
+	if !bytes.Equal(hash, scim.HashToken(secret)) || len(hash) != 32 {
+		t.Error("hash is not the SHA-256 of the secret")
+	}
+	other, _, _ := scim.NewToken()
+	if other == secret {
+		t.Error("two tokens alike")
+	}
+	_ = time.Now
+}

@@ -1,0 +1,300 @@
+// Package scim is flexbridge's SCIM 2.0 service provider (RFC 7643/7644) over
+// github.com/elimity-com/scim. The library parses filters and PATCH bodies and writes the
+// protocol's JSON; this package adds what it lacks at the pinned version: bearer
+// authentication, body limits, one error mapping without internal text, absolute locations and
+// the Location header, truthful discovery, ETags, and the translation to the directory store.
+package scim
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	elimity "github.com/elimity-com/scim"
+	scimerrors "github.com/elimity-com/scim/errors"
+	"github.com/elimity-com/scim/optional"
+	"github.com/elimity-com/scim/schema"
+	"go.uber.org/zap"
+)
+
+// Store is everything the SCIM endpoint needs from the directory.
+type Store interface {
+	UserStore
+	TokenStore
+}
+
+// Options configure the SCIM handler.
+type Options struct {
+	Store        Store
+	Logger       *zap.Logger
+	Now          func() time.Time
+	PublicURL    string // e.g. https://bridge.example.com; locations are <PublicURL>/scim/v2/...
+	MaxBodyBytes int64  // default 1 MiB
+	// OnChange is called after every successful write, to wake the reconciler early.
+	OnChange func()
+}
+
+// BasePath is where the handler must be mounted.
+const BasePath = "/scim/v2"
+
+// MaxResults is the largest page the server returns (and the default page size).
+const MaxResults = 200
+
+func init() {
+	// Entra ID sends booleans as "True"/"False" strings. This is a package-level switch of the
+	// library, so it is set once here rather than per server.
+	schema.SetAllowStringValues(true)
+}
+
+// New returns the http.Handler serving BasePath and everything below it.
+func New(opts Options) (http.Handler, error) {
+	if opts.Store == nil {
+		return nil, errors.New("scim: a store is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
+	log := opts.Logger.Named("scim")
+	u := &users{store: opts.Store, log: log, onChange: opts.OnChange}
+	lib, err := elimity.NewServer(&elimity.ServerArgs{
+		ServiceProviderConfig: &elimity.ServiceProviderConfig{
+			DocumentationURI: optional.NewString("https://github.com/flexbridge/flexbridge#scim"),
+			AuthenticationSchemes: []elimity.AuthenticationScheme{{
+				Type: elimity.AuthenticationTypeOauthBearerToken, Name: "Bearer token",
+				Description: "A token made with `flexbridge token create`.", Primary: true,
+			}},
+			MaxResults:       MaxResults,
+			SupportFiltering: true,
+			SupportPatch:     true,
+		},
+		ResourceTypes: []elimity.ResourceType{{
+			ID:          optional.NewString("User"),
+			Name:        "User",
+			Description: optional.NewString("User Account"),
+			Endpoint:    "/Users",
+			Schema:      userSchemaWithExternalID(),
+			SchemaExtensions: []elimity.SchemaExtension{
+				{Schema: schema.ExtensionEnterpriseUser()},
+			},
+			Handler: u,
+		}},
+	}, elimity.WithLogger(libLogger{log}))
+	if err != nil {
+		return nil, fmt.Errorf("scim: %w", err)
+	}
+	s := &server{
+		lib:       lib,
+		log:       log,
+		publicURL: strings.TrimRight(opts.PublicURL, "/"),
+		maxBody:   opts.MaxBodyBytes,
+	}
+	auth := &bearerAuth{tokens: opts.Store, log: log, now: opts.Now, touched: map[int64]time.Time{}}
+	return auth.wrap(s), nil
+}
+
+// userSchemaWithExternalID is the core User schema plus the common externalId attribute, so
+// filters on externalId (Entra ID's matching query) validate; the library adds common
+// attributes only when it validates bodies.
+func userSchemaWithExternalID() schema.Schema {
+	s := schema.CoreUserSchema()
+	s.Attributes = append(s.Attributes, schema.SimpleCoreAttribute(schema.SimpleStringParams(schema.StringParams{
+		CaseExact:  true,
+		Mutability: schema.AttributeMutabilityReadWrite(),
+		Name:       schema.CommonAttributeExternalID,
+		Uniqueness: schema.AttributeUniquenessNone(),
+	})))
+	return s
+}
+
+type server struct {
+	lib       elimity.Server
+	log       *zap.Logger
+	publicURL string
+	maxBody   int64
+}
+
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := strings.TrimPrefix(r.URL.Path, BasePath)
+	if path == r.URL.Path {
+		writeError(w, scimerrors.ScimError{Status: http.StatusNotFound, Detail: "Specified endpoint does not exist."})
+		return
+	}
+	switch path {
+	case "/ServiceProviderConfig", "/Schemas", "/ResourceTypes":
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", http.MethodGet)
+			writeError(w, scimerrors.ScimError{Status: http.StatusMethodNotAllowed, Detail: "Only GET is allowed here."})
+			return
+		}
+	}
+	if path == "/ServiceProviderConfig" {
+		s.serviceProviderConfig(w)
+		return
+	}
+	if r.Body != nil && r.Method != http.MethodGet && r.Method != http.MethodDelete {
+		if ct := r.Header.Get("Content-Type"); ct != "" {
+			mt, _, err := mime.ParseMediaType(ct)
+			if err != nil || (mt != "application/scim+json" && mt != "application/json") {
+				writeError(w, scimerrors.ScimError{Status: http.StatusUnsupportedMediaType,
+					Detail: "Send application/scim+json or application/json."})
+				return
+			}
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				writeError(w, scimerrors.ScimError{Status: http.StatusRequestEntityTooLarge,
+					Detail: fmt.Sprintf("The request body is larger than %d bytes.", s.maxBody)})
+				return
+			}
+			writeError(w, badRequest(scimerrors.ScimTypeInvalidSyntax, "The request body could not be read."))
+			return
+		}
+		if !json.Valid(body) {
+			writeError(w, badRequest(scimerrors.ScimTypeInvalidSyntax, "The request body is not valid JSON."))
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	rec := &recorder{header: http.Header{}, status: http.StatusOK}
+	r2 := r.Clone(r.Context())
+	r2.URL.Path = path // elimity strips a leading /v2 itself; give it the bare resource path
+	s.lib.ServeHTTP(rec, r2)
+	s.finish(w, rec)
+}
+
+// finish rewrites the library's response where it falls short of RFC 7644, then sends it.
+func (s *server) finish(w http.ResponseWriter, rec *recorder) {
+	body := rec.body.Bytes()
+	if rec.status >= 500 {
+		// The library puts raw error text in 500 bodies; never pass it on.
+		s.log.Error("scim library answered with a server error", zap.Int("status", rec.status))
+		writeError(w, scimerrors.ScimError{Status: rec.status, Detail: "Internal error."})
+		return
+	}
+	if rec.status >= 400 {
+		var se struct {
+			ScimType string `json:"scimType"`
+			Detail   string `json:"detail"`
+		}
+		_ = json.Unmarshal(body, &se)
+		writeError(w, scimerrors.ScimError{Status: rec.status, ScimType: scimerrors.ScimType(se.ScimType), Detail: se.Detail})
+		return
+	}
+	if len(body) > 0 {
+		var doc map[string]any
+		d := json.NewDecoder(bytes.NewReader(body))
+		d.UseNumber()
+		if err := d.Decode(&doc); err == nil {
+			if res, ok := doc["Resources"].([]any); ok {
+				doc["itemsPerPage"] = len(res)
+				for _, r := range res {
+					if m, ok := r.(map[string]any); ok {
+						s.absoluteLocation(m)
+					}
+				}
+			} else if loc := s.absoluteLocation(doc); loc != "" && rec.status == http.StatusCreated {
+				rec.header.Set("Location", loc)
+			}
+			if b, err := json.Marshal(doc); err == nil {
+				body = b
+			}
+		}
+	}
+	for k, v := range rec.header {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.WriteHeader(rec.status)
+	_, _ = w.Write(body)
+}
+
+// absoluteLocation makes meta.location absolute and returns it.
+func (s *server) absoluteLocation(res map[string]any) string {
+	meta, ok := res["meta"].(map[string]any)
+	if !ok {
+		return ""
+	}
+	rel, _ := meta["location"].(string)
+	if rel == "" || strings.Contains(rel, "://") {
+		return rel
+	}
+	loc := s.publicURL + BasePath + "/" + strings.TrimPrefix(rel, "/")
+	meta["location"] = loc
+	return loc
+}
+
+func (s *server) serviceProviderConfig(w http.ResponseWriter) {
+	doc := map[string]any{
+		"schemas":          []string{"urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"},
+		"documentationUri": "https://github.com/flexbridge/flexbridge#scim",
+		"patch":            map[string]any{"supported": true},
+		"bulk":             map[string]any{"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+		"filter":           map[string]any{"supported": true, "maxResults": MaxResults},
+		"changePassword":   map[string]any{"supported": false},
+		"sort":             map[string]any{"supported": false},
+		"etag":             map[string]any{"supported": true},
+		"authenticationSchemes": []map[string]any{{
+			"type": "oauthbearertoken", "name": "Bearer token", "primary": true,
+			"description": "A token made with `flexbridge token create`; send it as Authorization: Bearer <token>.",
+		}},
+		"meta": map[string]any{"resourceType": "ServiceProviderConfig", "location": s.publicURL + BasePath + "/ServiceProviderConfig"},
+	}
+	raw, _ := json.Marshal(doc)
+	w.Header().Set("Content-Type", contentType)
+	_, _ = w.Write(raw)
+}
+
+// recorder buffers the library's response so finish can correct it.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+	wrote  bool
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.status, r.wrote = code, true
+	}
+}
+func (r *recorder) Write(b []byte) (int, error) {
+	r.wrote = true
+	return r.body.Write(b)
+}
+
+// libLogger passes the library's error reports to zap without their arguments, which can
+// hold whole resources (personal data).
+type libLogger struct{ log *zap.Logger }
+
+func (l libLogger) Error(args ...any) {
+	msg := "scim library error"
+	if len(args) > 0 {
+		if s, ok := args[0].(string); ok {
+			msg = s
+		}
+	}
+	for i := 1; i+1 < len(args); i += 2 {
+		if k, ok := args[i].(string); ok && k == "error" {
+			if err, ok := args[i+1].(error); ok {
+				l.log.Error(msg, zap.Error(err))
+				return
+			}
+		}
+	}
+	l.log.Error(msg)
+}

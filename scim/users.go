@@ -1,0 +1,350 @@
+package scim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	elimity "github.com/elimity-com/scim"
+	scimerrors "github.com/elimity-com/scim/errors"
+	"github.com/elimity-com/scim/optional"
+	filter "github.com/scim2/filter-parser/v2"
+	"go.uber.org/zap"
+
+	"github.com/flexbridge/flexbridge/internal/directory"
+)
+
+const (
+	userSchema       = "urn:ietf:params:scim:schemas:core:2.0:User"
+	enterpriseSchema = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+	contentType      = "application/scim+json"
+)
+
+var errVersionMismatch = errors.New("if-match does not match the current version")
+
+// UserStore is what the Users endpoint needs from the directory. Every write also marks the
+// user as needing sync, in the same transaction (the store's contract).
+type UserStore interface {
+	CreateUser(ctx context.Context, u directory.User) (directory.User, error)
+	GetUser(ctx context.Context, id string) (directory.User, error)
+	ListUsers(ctx context.Context, q directory.UserQuery) ([]directory.User, int, error)
+	UpdateUser(ctx context.Context, id string, mutate func(*directory.User) error) (directory.User, error)
+	DeleteUser(ctx context.Context, id string) error
+}
+
+// users implements elimity's ResourceHandler over the directory.
+type users struct {
+	store    UserStore
+	log      *zap.Logger
+	onChange func()
+}
+
+var _ elimity.ResourceHandler = (*users)(nil)
+
+// readOnlyUserAttrs are never taken from a client body (RFC 7643 §4.1: groups is readOnly;
+// password is writeOnly and flexbridge keeps no passwords at all).
+var readOnlyUserAttrs = []string{"id", "meta", "groups", "password", "schemas"}
+
+// normalise checks and cleans a whole user resource after create, replace or patch, and returns
+// the fields the directory indexes.
+func normalise(attrs map[string]any) (userName, externalID string, active bool, err error) {
+	for _, k := range readOnlyUserAttrs {
+		delete(attrs, findKey(attrs, k))
+	}
+	un, _ := attrs[findKey(attrs, "userName")].(string)
+	un = strings.TrimSpace(un)
+	if un == "" {
+		return "", "", false, badRequest(scimerrors.ScimTypeInvalidValue, "userName is required.")
+	}
+	if len(un) > 256 {
+		return "", "", false, badRequest(scimerrors.ScimTypeInvalidValue, "userName is longer than 256 characters.")
+	}
+	ext, _ := attrs[findKey(attrs, "externalId")].(string)
+	active = true
+	if v, ok := attrs[findKey(attrs, "active")]; ok && v != nil {
+		switch v := v.(type) {
+		case bool:
+			active = v
+		case string: // Entra's "True"/"False"
+			b, perr := strconv.ParseBool(v)
+			if perr != nil {
+				return "", "", false, badRequest(scimerrors.ScimTypeInvalidValue, "active must be a boolean.")
+			}
+			active = b
+		default:
+			return "", "", false, badRequest(scimerrors.ScimTypeInvalidValue, "active must be a boolean.")
+		}
+	}
+	attrs[findKey(attrs, "active")] = active
+	return un, ext, active, nil
+}
+
+func (h *users) changed() {
+	if h.onChange != nil {
+		h.onChange()
+	}
+}
+
+func (h *users) Create(r *http.Request, attrs elimity.ResourceAttributes) (elimity.Resource, error) {
+	m := map[string]any(attrs)
+	un, ext, active, err := normalise(m)
+	if err != nil {
+		return elimity.Resource{}, err
+	}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return elimity.Resource{}, err
+	}
+	u, err := h.store.CreateUser(r.Context(), directory.User{UserName: un, ExternalID: ext, Active: active, Resource: raw})
+	if err != nil {
+		return elimity.Resource{}, toSCIMError(r.Context(), h.log, err)
+	}
+	h.changed()
+	return toResource(u)
+}
+
+func (h *users) Get(r *http.Request, id string) (elimity.Resource, error) {
+	u, err := h.store.GetUser(r.Context(), id)
+	if err != nil {
+		return elimity.Resource{}, toSCIMError(r.Context(), h.log, err)
+	}
+	return toResource(u)
+}
+
+// maxScan bounds how many users a filter that the store cannot answer by index may scan.
+const maxScan = 100000
+
+func (h *users) GetAll(r *http.Request, params elimity.ListRequestParams) (elimity.Page, error) {
+	ctx := r.Context()
+	offset := max(params.StartIndex, 1) - 1
+	limit := params.Count
+	if limit <= 0 {
+		limit = -1 // only the total
+	}
+	var expr filter.Expression
+	if params.FilterValidator != nil {
+		expr = params.FilterValidator.GetFilter()
+	}
+	q, indexed := indexedQuery(expr)
+	if indexed {
+		q.Offset, q.Limit = offset, limit
+		list, total, err := h.store.ListUsers(ctx, q)
+		if err != nil {
+			return elimity.Page{}, toSCIMError(ctx, h.log, err)
+		}
+		return page(list, total)
+	}
+	// A filter the store cannot answer by index: scan and evaluate it with elimity's evaluator.
+	all, total, err := h.store.ListUsers(ctx, directory.UserQuery{Limit: maxScan})
+	if err != nil {
+		return elimity.Page{}, toSCIMError(ctx, h.log, err)
+	}
+	if total > maxScan {
+		return elimity.Page{}, scimerrors.ScimErrorTooMany
+	}
+	var hits []directory.User
+	for _, u := range all {
+		ok, err := passes(params.FilterValidator, u)
+		if err != nil {
+			return elimity.Page{}, err
+		}
+		if ok {
+			hits = append(hits, u)
+		}
+	}
+	total = len(hits)
+	if offset >= len(hits) || limit < 0 {
+		hits = nil
+	} else {
+		hits = hits[offset:min(len(hits), offset+limit)]
+	}
+	return page(hits, total)
+}
+
+func passes(v interface {
+	PassesFilter(map[string]any) error
+}, u directory.User) (ok bool, err error) {
+	res, err := toResource(u)
+	if err != nil {
+		return false, err
+	}
+	m := map[string]any(res.Attributes)
+	m["id"] = res.ID
+	m["externalId"] = u.ExternalID
+	m["meta"] = map[string]any{"created": u.Created.UTC().Format(time.RFC3339), "lastModified": u.Modified.UTC().Format(time.RFC3339)}
+	defer func() {
+		// elimity's evaluator panics on expression kinds it does not know.
+		if p := recover(); p != nil {
+			ok, err = false, scimerrors.ScimErrorInvalidFilter
+		}
+	}()
+	return v.PassesFilter(m) == nil, nil
+}
+
+// indexedQuery recognises the filters IdPs use to look a user up (userName eq, externalId eq)
+// so the store answers them by index.
+func indexedQuery(e filter.Expression) (directory.UserQuery, bool) {
+	if e == nil {
+		return directory.UserQuery{}, true
+	}
+	ae, ok := e.(*filter.AttributeExpression)
+	if !ok || ae.Operator != filter.EQ || ae.AttributePath.SubAttribute != nil {
+		return directory.UserQuery{}, false
+	}
+	if uri := ae.AttributePath.URI(); uri != "" && !strings.EqualFold(uri, userSchema) {
+		return directory.UserQuery{}, false
+	}
+	s, ok := ae.CompareValue.(string)
+	if !ok {
+		return directory.UserQuery{}, false
+	}
+	switch strings.ToLower(ae.AttributePath.AttributeName) {
+	case "username":
+		return directory.UserQuery{UserName: &s}, true
+	case "externalid":
+		return directory.UserQuery{ExternalID: &s}, true
+	}
+	return directory.UserQuery{}, false
+}
+
+func page(list []directory.User, total int) (elimity.Page, error) {
+	p := elimity.Page{TotalResults: total, Resources: make([]elimity.Resource, 0, len(list))}
+	for _, u := range list {
+		res, err := toResource(u)
+		if err != nil {
+			return elimity.Page{}, err
+		}
+		p.Resources = append(p.Resources, res)
+	}
+	return p, nil
+}
+
+func (h *users) Replace(r *http.Request, id string, attrs elimity.ResourceAttributes) (elimity.Resource, error) {
+	m := map[string]any(attrs)
+	un, ext, active, err := normalise(m)
+	if err != nil {
+		return elimity.Resource{}, err
+	}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return elimity.Resource{}, err
+	}
+	ifMatch := r.Header.Get("If-Match")
+	u, err := h.store.UpdateUser(r.Context(), id, func(u *directory.User) error {
+		if !versionMatches(ifMatch, u.Version) {
+			return errVersionMismatch
+		}
+		u.UserName, u.ExternalID, u.Active, u.Resource = un, ext, active, raw
+		return nil
+	})
+	if err != nil {
+		return elimity.Resource{}, toSCIMError(r.Context(), h.log, err)
+	}
+	h.changed()
+	return toResource(u)
+}
+
+func (h *users) Patch(r *http.Request, id string, ops []elimity.PatchOperation) (elimity.Resource, error) {
+	ifMatch := r.Header.Get("If-Match")
+	u, err := h.store.UpdateUser(r.Context(), id, func(u *directory.User) error {
+		if !versionMatches(ifMatch, u.Version) {
+			return errVersionMismatch
+		}
+		m, err := decodeResource(*u)
+		if err != nil {
+			return err
+		}
+		if err := applyPatch(m, ops); err != nil {
+			return err
+		}
+		un, ext, active, err := normalise(m)
+		if err != nil {
+			return err
+		}
+		raw, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		u.UserName, u.ExternalID, u.Active, u.Resource = un, ext, active, raw
+		return nil
+	})
+	if err != nil {
+		return elimity.Resource{}, toSCIMError(r.Context(), h.log, err)
+	}
+	h.changed()
+	return toResource(u)
+}
+
+func (h *users) Delete(r *http.Request, id string) error {
+	if ifMatch := r.Header.Get("If-Match"); ifMatch != "" {
+		u, err := h.store.GetUser(r.Context(), id)
+		if err != nil {
+			return toSCIMError(r.Context(), h.log, err)
+		}
+		if !versionMatches(ifMatch, u.Version) {
+			return toSCIMError(r.Context(), h.log, errVersionMismatch)
+		}
+	}
+	if err := h.store.DeleteUser(r.Context(), id); err != nil {
+		return toSCIMError(r.Context(), h.log, err)
+	}
+	h.changed()
+	return nil
+}
+
+// etag is the weak entity tag of a stored version.
+func etag(version int64) string { return fmt.Sprintf(`W/"%d"`, version) }
+
+// versionMatches reports whether an If-Match header allows writing over version.
+func versionMatches(ifMatch string, version int64) bool {
+	ifMatch = strings.TrimSpace(ifMatch)
+	if ifMatch == "" || ifMatch == "*" {
+		return true
+	}
+	want := etag(version)
+	for _, t := range strings.Split(ifMatch, ",") {
+		t = strings.TrimSpace(t)
+		if t == want || "W/"+t == want {
+			return true
+		}
+	}
+	return false
+}
+
+func decodeResource(u directory.User) (map[string]any, error) {
+	m := map[string]any{}
+	if len(u.Resource) > 0 {
+		d := json.NewDecoder(bytes.NewReader(u.Resource))
+		d.UseNumber()
+		if err := d.Decode(&m); err != nil {
+			return nil, fmt.Errorf("stored user %s: %w", u.ID, err)
+		}
+	}
+	m[findKey(m, "userName")] = u.UserName
+	m[findKey(m, "active")] = u.Active
+	return m, nil
+}
+
+func toResource(u directory.User) (elimity.Resource, error) {
+	m, err := decodeResource(u)
+	if err != nil {
+		return elimity.Resource{}, err
+	}
+	delete(m, findKey(m, "externalId"))
+	created, modified := u.Created.UTC(), u.Modified.UTC()
+	res := elimity.Resource{
+		ID:         u.ID,
+		Attributes: m,
+		Meta:       elimity.Meta{Created: &created, LastModified: &modified, Version: etag(u.Version)},
+	}
+	if u.ExternalID != "" {
+		res.ExternalID = optional.NewString(u.ExternalID)
+	}
+	return res, nil
+}
