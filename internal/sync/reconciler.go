@@ -1,0 +1,365 @@
+// Package sync is flexbridge's reconciler. Like a Kubernetes controller it is level-triggered:
+// it claims users whose desired generation is ahead of their applied generation, computes the
+// worker they should have (mapping), reads the worker, merges the keys the bridge owns into the
+// worker's attributes (every other key is preserved), writes with If-Match, and records the
+// applied generation. A crash, a restart, a Twilio outage or a mapping change all end the same
+// way: the next pass converges.
+package sync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	gosync "sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/flexbridge/flexbridge/internal/directory"
+	"github.com/flexbridge/flexbridge/internal/taskrouter"
+	"github.com/flexbridge/flexbridge/mapping"
+)
+
+// Store is what the reconciler needs from the directory.
+type Store interface {
+	ClaimPending(ctx context.Context, owner string, lease time.Duration, limit int) ([]directory.SyncItem, error)
+	MarkApplied(ctx context.Context, userID string, gen int64, workerSID string) error
+	MarkFailed(ctx context.Context, userID string, gen int64, errText string, next time.Time) error
+	AppendAudit(ctx context.Context, r directory.AuditRecord) error
+}
+
+// Workers is what the reconciler needs from TaskRouter (internal/taskrouter.Client).
+type Workers interface {
+	CreateWorker(ctx context.Context, friendlyName, attributes string) (taskrouter.Worker, error)
+	FetchWorker(ctx context.Context, sid string) (taskrouter.Worker, error)
+	FindWorker(ctx context.Context, friendlyName string) (taskrouter.Worker, bool, error)
+	UpdateWorkerAttributes(ctx context.Context, sid, attributes, ifMatch string) (taskrouter.Worker, error)
+	TakeOffline(ctx context.Context, sid string) error
+	DeleteWorker(ctx context.Context, sid, ifMatch string) error
+}
+
+// Options configure a Reconciler.
+type Options struct {
+	Store   Store
+	Workers Workers
+	// Mapping returns the mapping in force; it is read for every user so a new mapping applies
+	// from the next pass on.
+	Mapping     func() *mapping.Config
+	Logger      *zap.Logger
+	Now         func() time.Time
+	Owner       string        // lease owner id (unique per replica)
+	Interval    time.Duration // poll interval when idle (default 1s)
+	Concurrency int           // users processed at once (default 4)
+	Lease       time.Duration // how long a claim is held (default 2m)
+	MaxBackoff  time.Duration // cap of the retry backoff (default 5m)
+	// Identity turns a stored user into the mapping's Identity (defaults to mapping.IdentityFromSCIM).
+	Identity func(directory.User) (mapping.Identity, error)
+}
+
+// Reconciler applies pending directory changes to TaskRouter workers.
+type Reconciler struct {
+	o    Options
+	log  *zap.Logger
+	wake chan struct{}
+}
+
+// New returns a Reconciler; call Run to start it.
+func New(o Options) *Reconciler {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Interval <= 0 {
+		o.Interval = time.Second
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	if o.Lease <= 0 {
+		o.Lease = 2 * time.Minute
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 5 * time.Minute
+	}
+	if o.Owner == "" {
+		o.Owner = fmt.Sprintf("flexbridge-%08x", rand.Uint32())
+	}
+	if o.Identity == nil {
+		o.Identity = func(u directory.User) (mapping.Identity, error) {
+			id, err := mapping.IdentityFromSCIM(u.ID, u.Resource, nil)
+			// The store's indexed columns are authoritative over the stored document.
+			id.UserName, id.ExternalID, id.Active = u.UserName, u.ExternalID, u.Active
+			return id, err
+		}
+	}
+	return &Reconciler{o: o, log: o.Logger.Named("sync"), wake: make(chan struct{}, 1)}
+}
+
+// Notify wakes the reconciler now instead of at the next poll (called after a directory write).
+func (r *Reconciler) Notify() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run processes pending users until ctx is done.
+func (r *Reconciler) Run(ctx context.Context) error {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-r.wake:
+		}
+		for {
+			n, err := r.RunOnce(ctx)
+			if err != nil && ctx.Err() == nil {
+				r.log.Error("sync pass failed", zap.Error(err))
+			}
+			if n == 0 || err != nil || ctx.Err() != nil {
+				break
+			}
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(r.o.Interval)
+	}
+}
+
+// RunOnce claims one batch of pending users and processes it; it returns how many it claimed.
+func (r *Reconciler) RunOnce(ctx context.Context) (int, error) {
+	items, err := r.o.Store.ClaimPending(ctx, r.o.Owner, r.o.Lease, r.o.Concurrency*8)
+	if err != nil {
+		return 0, fmt.Errorf("claim pending: %w", err)
+	}
+	sem := make(chan struct{}, r.o.Concurrency)
+	var wg gosync.WaitGroup
+	for _, it := range items {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			r.process(ctx, it)
+		}()
+	}
+	wg.Wait()
+	return len(items), nil
+}
+
+// outcome of one user's pass, for the audit trail.
+type outcome struct {
+	action    string // worker.create, worker.update, worker.delete, worker.noop
+	workerSID string
+	changed   []string
+	adopted   bool
+	reason    string // why a worker was removed
+}
+
+func (r *Reconciler) process(ctx context.Context, it directory.SyncItem) {
+	st := it.State
+	log := r.log.With(zap.String("user_id", st.UserID), zap.Int64("gen", st.DesiredGen))
+	start := r.o.Now()
+	out, err := r.reconcile(ctx, it)
+	if err != nil {
+		next := r.o.Now().Add(r.backoff(st.Attempts, err))
+		log.Warn("sync failed", zap.Error(err), zap.Int("attempt", st.Attempts+1), zap.Time("retry_at", next))
+		if merr := r.o.Store.MarkFailed(ctx, st.UserID, st.DesiredGen, err.Error(), next); merr != nil {
+			log.Error("could not record sync failure", zap.Error(merr))
+		}
+		r.audit(ctx, it, outcome{action: "worker.sync", workerSID: st.WorkerSID}, err)
+		return
+	}
+	applied := out.workerSID
+	if out.action == "worker.delete" {
+		applied = ""
+	}
+	if err := r.o.Store.MarkApplied(ctx, st.UserID, st.DesiredGen, applied); err != nil {
+		log.Error("could not record applied generation", zap.Error(err))
+		return
+	}
+	log.Info("synced", zap.String("action", out.action), zap.String("worker_sid", out.workerSID),
+		zap.Strings("changed_keys", out.changed), zap.Duration("took", r.o.Now().Sub(start)))
+	if out.action != "worker.noop" {
+		r.audit(ctx, it, out, nil)
+	}
+}
+
+func (r *Reconciler) reconcile(ctx context.Context, it directory.SyncItem) (outcome, error) {
+	st := it.State
+	if it.User == nil || st.Deleted {
+		return r.remove(ctx, st.WorkerSID, "user deleted")
+	}
+	id, err := r.o.Identity(*it.User)
+	if err != nil {
+		return outcome{}, fmt.Errorf("read identity: %w", err)
+	}
+	cfg := r.o.Mapping()
+	if cfg == nil {
+		return outcome{}, errors.New("no mapping loaded")
+	}
+	spec, err := cfg.Evaluate(id)
+	if err != nil {
+		return outcome{}, fmt.Errorf("mapping: %w", err)
+	}
+	if !spec.Access {
+		sid := st.WorkerSID
+		if sid == "" {
+			// A worker may exist from an earlier life of this user; remove it only if it is ours.
+			w, found, err := r.o.Workers.FindWorker(ctx, spec.FriendlyName)
+			if err != nil {
+				return outcome{}, err
+			}
+			if found && mapping.HasMarker(w.Attributes) {
+				sid = w.SID
+			}
+		}
+		return r.remove(ctx, sid, spec.Reason)
+	}
+	return r.upsert(ctx, st, spec)
+}
+
+// maxConflictRetries bounds how often an update is retried after a 412 (someone else wrote
+// the worker between our read and our write).
+const maxConflictRetries = 3
+
+func (r *Reconciler) upsert(ctx context.Context, st directory.SyncState, spec mapping.WorkerSpec) (outcome, error) {
+	var w taskrouter.Worker
+	var err error
+	adopted := false
+	if st.WorkerSID != "" {
+		w, err = r.o.Workers.FetchWorker(ctx, st.WorkerSID)
+		if taskrouter.IsNotFound(err) {
+			st.WorkerSID = "" // removed behind our back: create it again
+		} else if err != nil {
+			return outcome{}, err
+		}
+	}
+	if st.WorkerSID == "" {
+		// Look before creating: a timed-out create may have succeeded, and a worker with this
+		// name may exist already (Flex creates workers at SSO login).
+		found := false
+		w, found, err = r.o.Workers.FindWorker(ctx, spec.FriendlyName)
+		if err != nil {
+			return outcome{}, err
+		}
+		if found && !mapping.HasMarker(w.Attributes) {
+			return outcome{}, fmt.Errorf("a worker named %q exists and was not created by flexbridge; not adopting it", spec.FriendlyName)
+		}
+		if !found {
+			attrs, changed, err := mapping.Merge("{}", spec)
+			if err != nil {
+				return outcome{}, err
+			}
+			w, err = r.o.Workers.CreateWorker(ctx, spec.FriendlyName, attrs)
+			if taskrouter.IsDuplicateName(err) {
+				return outcome{}, fmt.Errorf("worker %q was created concurrently; will adopt on retry: %w", spec.FriendlyName, err)
+			}
+			if err != nil {
+				return outcome{}, err
+			}
+			return outcome{action: "worker.create", workerSID: w.SID, changed: changed}, nil
+		}
+		adopted = true
+	}
+	for attempt := 0; ; attempt++ {
+		merged, changed, err := mapping.Merge(w.Attributes, spec)
+		if err != nil {
+			return outcome{}, err
+		}
+		if len(changed) == 0 {
+			action := "worker.noop"
+			if adopted {
+				action = "worker.adopt"
+			}
+			return outcome{action: action, workerSID: w.SID, adopted: adopted}, nil
+		}
+		_, err = r.o.Workers.UpdateWorkerAttributes(ctx, w.SID, merged, w.ETag)
+		if err == nil {
+			return outcome{action: "worker.update", workerSID: w.SID, changed: changed, adopted: adopted}, nil
+		}
+		if !taskrouter.IsPreconditionFailed(err) || attempt >= maxConflictRetries {
+			return outcome{}, err
+		}
+		// Someone changed the worker since we read it: read again and merge again.
+		if w, err = r.o.Workers.FetchWorker(ctx, w.SID); err != nil {
+			return outcome{}, err
+		}
+	}
+}
+
+// remove takes a worker offline (rejecting pending reservations) and deletes it. A worker that
+// is already gone counts as removed.
+func (r *Reconciler) remove(ctx context.Context, sid, reason string) (outcome, error) {
+	if sid == "" {
+		return outcome{action: "worker.noop"}, nil
+	}
+	if err := r.o.Workers.TakeOffline(ctx, sid); err != nil && !taskrouter.IsNotFound(err) {
+		return outcome{}, fmt.Errorf("take worker offline: %w", err)
+	}
+	if err := r.o.Workers.DeleteWorker(ctx, sid, ""); err != nil && !taskrouter.IsNotFound(err) {
+		return outcome{}, fmt.Errorf("delete worker: %w", err)
+	}
+	return outcome{action: "worker.delete", workerSID: sid, reason: reason}, nil
+}
+
+// backoff is exponential with full jitter, capped, and never shorter than a Retry-After.
+func (r *Reconciler) backoff(attempts int, err error) time.Duration {
+	base := time.Second << min(attempts, 16)
+	d := time.Duration(rand.Int64N(int64(min(base, r.o.MaxBackoff)) + 1))
+	if ra := taskrouter.RetryAfter(err); ra > d {
+		d = ra
+	}
+	return min(max(d, 500*time.Millisecond), max(r.o.MaxBackoff, taskrouter.RetryAfter(err)))
+}
+
+func (r *Reconciler) audit(ctx context.Context, it directory.SyncItem, out outcome, err error) {
+	rec := directory.AuditRecord{
+		Time:      r.o.Now(),
+		Actor:     "sync",
+		Action:    out.action,
+		UserID:    it.State.UserID,
+		UserName:  it.State.UserName,
+		WorkerSID: out.workerSID,
+		Outcome:   "ok",
+	}
+	if rec.WorkerSID == "" {
+		rec.WorkerSID = it.State.WorkerSID
+	}
+	detail := map[string]any{"generation": it.State.DesiredGen}
+	if len(out.changed) > 0 {
+		detail["changed_keys"] = out.changed // key names only: values can be personal data
+	}
+	if out.reason != "" {
+		detail["reason"] = out.reason
+	}
+	if out.adopted {
+		detail["adopted"] = true
+	}
+	if err != nil {
+		rec.Outcome = "error"
+		detail["error"] = truncate(err.Error(), 500)
+	}
+	rec.Detail, _ = json.Marshal(detail)
+	if aerr := r.o.Store.AppendAudit(ctx, rec); aerr != nil {
+		r.log.Error("could not write audit record", zap.Error(aerr))
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
