@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The whole flexbridge test suite, as CI runs it: installs what the tests need when it is
+# missing (Debian packages, npm tools), starts a throwaway PostgreSQL, then runs gofmt, go vet,
+# every Go test with the race detector, and short fuzzing runs. Run from anywhere:
+#     bash scripts/test.sh
+# Environment: FUZZTIME (default 10s per fuzz target), SKIP_INSTALL=1 to never install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+export CI="${CI:-}"
+fuzztime="${FUZZTIME:-10s}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+need_apt=()
+have_pg() { ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; }
+have_pg || need_apt+=(postgresql)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+if [ "${#need_apt[@]}" -gt 0 ] && [ "${SKIP_INSTALL:-}" != 1 ]; then
+  step "installing Debian packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x test/tools/node_modules/.bin/prism ]; then
+  step "installing npm test tools (Prism)"
+  (cd test/tools && npm ci --no-audit --no-fund --loglevel=error)
+fi
+export FLEXBRIDGE_PRISM="$root/test/tools/node_modules/.bin/prism"
+
+step "starting a throwaway PostgreSQL"
+FLEXBRIDGE_TEST_POSTGRES_DSN=$(bash test/pg.sh | tail -n 1)
+export FLEXBRIDGE_TEST_POSTGRES_DSN
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './test/tools/*'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "go test -race"
+go test -race -count=1 -timeout 15m ./... 2>&1 | tee /tmp/flexbridge-test.log
+# (pipefail makes a failing go test fail this script)
+
+step "fuzzing (${fuzztime} per target)"
+for target in $(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '/test/tools/' | sort); do
+  pkg="./$(dirname "${target#./}")"
+  for fn in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$target" | sed 's/^func //'); do
+    echo "--- $pkg $fn"
+    go test -run='^$' -fuzz="^${fn}\$" -fuzztime="$fuzztime" "$pkg"
+  done
+done
+
+passed=$(grep -c '^ok ' /tmp/flexbridge-test.log || true)
+echo
+echo "all checks passed (${passed} packages ok)"
