@@ -35,7 +35,12 @@ type dialect struct {
 	// migrationLock, when set, is executed first in the migration transaction
 	// to serialise concurrent migrators.
 	migrationLock string
-	isUnique      func(error) bool
+	// textList is a one-column query (column v) yielding the strings of a
+	// JSON array passed as its only argument; it lets one statement take a
+	// list of any length (group members) with a single placeholder.
+	textList     string
+	isUnique     func(error) bool
+	isForeignKey func(error) bool
 }
 
 var sqliteDialect = &dialect{
@@ -49,12 +54,17 @@ var sqliteDialect = &dialect{
 )`,
 	// Migrations run in a BEGIN IMMEDIATE transaction (the write pool's
 	// _txlock), which already excludes every other writer, in-process or not.
+	textList: `SELECT value AS v FROM json_each(?)`,
 	isUnique: func(err error) bool {
 		var e *sqlite.Error
 		if !errors.As(err, &e) {
 			return false
 		}
 		return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	},
+	isForeignKey: func(err error) bool {
+		var e *sqlite.Error
+		return errors.As(err, &e) && e.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
 	},
 }
 
@@ -72,9 +82,14 @@ var postgresDialect = &dialect{
 	// A transaction-scoped advisory lock: released on commit or rollback.
 	// The key is arbitrary but fixed ("flexbridge" in ASCII).
 	migrationLock: `SELECT pg_advisory_xact_lock(111542924784479)`,
+	textList:      `SELECT json_array_elements_text(CAST(? AS json)) AS v`,
 	isUnique: func(err error) bool {
 		var e *pgconn.PgError
 		return errors.As(err, &e) && e.Code == "23505" // unique_violation
+	},
+	isForeignKey: func(err error) bool {
+		var e *pgconn.PgError
+		return errors.As(err, &e) && e.Code == "23503" // foreign_key_violation
 	},
 }
 

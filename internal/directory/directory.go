@@ -17,6 +17,12 @@
 //     pending: the newer change is picked up by the next claim.
 //   - Deleting a user leaves a tombstone (a sync state with Deleted set) until
 //     the reconciler reports the worker gone.
+//   - Group writes mark exactly the users whose desired state they change (a
+//     member added or removed; every member when the group's displayName or
+//     externalId changes, since the mapping matches groups by them), in the
+//     group write's transaction. Users whose memberships did not change are
+//     left alone, so a change to a large group costs work in proportion to
+//     the change, not to the group.
 //
 // All times are UTC and truncated to microseconds (PostgreSQL's resolution) so
 // both backends return identical values. The clock is injected (Options.Now).
@@ -34,16 +40,17 @@ import (
 // Error kinds. Errors returned by a Store wrap at most one of them (test with
 // errors.Is); anything else is an internal error.
 var (
-	// ErrNotFound: the user, sync state or token does not exist.
+	// ErrNotFound: the user, group, sync state or token does not exist.
 	ErrNotFound = errors.New("not found")
-	// ErrConflict: a uniqueness rule was violated (userName, case-insensitively;
-	// the name of an unrevoked token).
+	// ErrConflict: a uniqueness rule was violated (userName or a group's
+	// displayName, case-insensitively; the name of an unrevoked token).
 	ErrConflict = errors.New("conflict")
 	// ErrPrecondition: the call contradicts the stored state, e.g. reporting a
 	// sync generation that was never issued.
 	ErrPrecondition = errors.New("precondition failed")
 	// ErrInvalid: the input is malformed (empty userName, Resource that is not
-	// JSON, a token hash that is not a SHA-256 digest, ...).
+	// JSON, a token hash that is not a SHA-256 digest, a group member that is
+	// not a user, ...).
 	ErrInvalid = errors.New("invalid input")
 )
 
@@ -93,6 +100,43 @@ type UserQuery struct {
 	Limit      int     // 0: no limit; <0: no rows, only the total
 }
 
+// MaxGroupMembers is the largest member list a group may have.
+const MaxGroupMembers = 100_000
+
+// Group is a SCIM group as the IdP last described it, with its members.
+type Group struct {
+	ID          string // server-assigned (UUID v4)
+	DisplayName string // required; unique case-insensitively
+	ExternalID  string // "" when unset; stored as NULL, never matches a query
+	// Resource is the SCIM group (without id, meta and members) as JSON. The
+	// store keeps it byte for byte; nil/empty means none.
+	Resource json.RawMessage
+	// Members are user IDs, sorted bytewise, without duplicates. Groups the
+	// store returns have it filled (non-nil, possibly empty) by GetGroup,
+	// CreateGroup, UpdateGroup and ListGroups with WithMembers; ListGroups
+	// without it leaves it nil.
+	Members  []string
+	Version  int64 // 1 on create, +1 on every write (ETag source)
+	Created  time.Time
+	Modified time.Time
+}
+
+// GroupQuery selects groups for ListGroups. Nil filters match everything.
+type GroupQuery struct {
+	DisplayName *string // exact match, case-insensitive
+	ExternalID  *string // exact match, case-sensitive
+	Offset      int     // rows to skip (0-based; SCIM startIndex-1)
+	Limit       int     // 0: no limit; <0: no rows, only the total
+	WithMembers bool    // fill Members of the returned groups
+}
+
+// GroupRef names a group a user belongs to.
+type GroupRef struct {
+	ID          string
+	DisplayName string
+	ExternalID  string // "" when unset
+}
+
 // SyncState is the reconciler's bookkeeping for one user.
 type SyncState struct {
 	UserID     string
@@ -118,6 +162,9 @@ func (s SyncState) Pending() bool { return s.DesiredGen > s.AppliedGen }
 type SyncItem struct {
 	State SyncState
 	User  *User // the user as of State.DesiredGen; nil when State.Deleted
+	// Groups are the user's groups as of State.DesiredGen, sorted like
+	// GroupsOfUser; nil when the user is in none or State.Deleted.
+	Groups []GroupRef
 }
 
 // AuditRecord is one entry of the audit trail.
@@ -173,10 +220,43 @@ type Store interface {
 	// (Deleted, desired_gen++), in one transaction. ErrNotFound.
 	DeleteUser(ctx context.Context, id string) error
 
+	// CreateGroup stores a new group with its members and marks every member
+	// for sync, in one transaction. The store assigns ID, Version (1), Created
+	// and Modified. Members may repeat (kept once) and must be IDs of existing
+	// users: otherwise ErrInvalid naming the first unknown one, and nothing is
+	// written. ErrConflict if the displayName is taken (case-insensitively),
+	// ErrInvalid for an empty displayName, a Resource that is not JSON or more
+	// than MaxGroupMembers members.
+	CreateGroup(ctx context.Context, g Group) (Group, error)
+	// GetGroup returns the group with its Members, or ErrNotFound.
+	GetGroup(ctx context.Context, id string) (Group, error)
+	// ListGroups returns one page of the matching groups ordered by (Created,
+	// ID) and the total number of matches, read from one snapshot.
+	ListGroups(ctx context.Context, q GroupQuery) (groups []Group, total int, err error)
+	// UpdateGroup reads the group with its Members, calls mutate on a copy
+	// and writes the result back with Version+1, in one transaction
+	// (concurrent updates of one group are serialised). mutate may change
+	// DisplayName, ExternalID, Resource and Members (the complete new list;
+	// nil or empty removes everyone); the other fields are the store's. Only
+	// the difference between the old and new member lists is written, and
+	// only the users added or removed are marked for sync, unless the
+	// displayName or externalId changed: then every old and new member is.
+	// An error from mutate is returned as is. ErrNotFound, ErrConflict,
+	// ErrInvalid as for CreateGroup (only added members are checked).
+	UpdateGroup(ctx context.Context, id string, mutate func(*Group) error) (Group, error)
+	// DeleteGroup removes the group and its memberships and marks every
+	// ex-member for sync, in one transaction. ErrNotFound.
+	DeleteGroup(ctx context.Context, id string) error
+	// GroupsOfUser returns the groups the user is a member of, ordered by
+	// displayName case-insensitively; ErrNotFound if there is no such user.
+	// DeleteUser removes the user's memberships (without bumping the groups'
+	// Version).
+	GroupsOfUser(ctx context.Context, userID string) ([]GroupRef, error)
+
 	// ClaimPending leases up to limit states with DesiredGen > AppliedGen,
 	// NextAttemptAt <= now and no live lease, to owner until now+lease, and
-	// returns them with the current user read in the same transaction, oldest
-	// NextAttemptAt first. Two owners never hold the same state at once
+	// returns them with the current user and its groups read in the same
+	// transaction, oldest NextAttemptAt first. Two owners never hold the same state at once
 	// (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: the write lock).
 	ClaimPending(ctx context.Context, owner string, lease time.Duration, limit int) ([]SyncItem, error)
 	// MarkApplied records that generation gen (the State.DesiredGen of a

@@ -83,18 +83,41 @@ ORDER BY s.next_attempt_at, s.user_id`, ids...)
 		if err != nil {
 			return fmt.Errorf("directory: claim: %w", err)
 		}
-		defer rows.Close()
+		var live []string
 		for rows.Next() {
 			var (
 				ss stateScan
 				us userScan
 			)
 			if err := rows.Scan(append(ss.dest(), us.dest()...)...); err != nil {
+				rows.Close()
 				return fmt.Errorf("directory: claim: %w", err)
 			}
-			items = append(items, SyncItem{State: ss.state(), User: us.user()})
+			it := SyncItem{State: ss.state(), User: us.user()}
+			if it.User != nil {
+				live = append(live, it.User.ID)
+			}
+			items = append(items, it)
 		}
-		return rows.Err()
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("directory: claim: %w", err)
+		}
+		if len(live) == 0 {
+			return nil
+		}
+		// The groups as of the same transaction: a membership change and its
+		// mark commit together, so they match State.DesiredGen.
+		groups, err := s.groupRefs(ctx, q, live)
+		if err != nil {
+			return fmt.Errorf("directory: claim: %w", err)
+		}
+		for i := range items {
+			if items[i].User != nil {
+				items[i].Groups = groups[items[i].User.ID]
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err

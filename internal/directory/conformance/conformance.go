@@ -80,6 +80,7 @@ func RunTests(t *testing.T, newStore func(t *testing.T) directory.Store) {
 		{"Audit", testAudit},
 		{"Tokens", testTokens},
 	}
+	tests = append(tests, groupTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := Clock(t)
