@@ -159,7 +159,7 @@ func (r *rule) matches(id *Identity) bool {
 	if r.group != "" {
 		found := false
 		for _, g := range id.Groups {
-			if g.ID == r.group || strings.EqualFold(g.DisplayName, r.group) {
+			if g.ID == r.group || (g.ExternalID != "" && g.ExternalID == r.group) || strings.EqualFold(g.DisplayName, r.group) {
 				found = true
 				break
 			}

@@ -41,10 +41,12 @@ type Enterprise struct {
 	Manager        Manager
 }
 
-// Group is a group the user is a member of. ID is the identifier the IdP
-// knows the group by (for Entra ID, the group's object id).
+// Group is a group the user is a member of. ID is flexbridge's id of the group
+// (the SCIM id); ExternalID is the identifier the IdP knows it by (for Entra
+// ID, the group's object id), or "" when the IdP sent none.
 type Group struct {
 	ID          string
+	ExternalID  string
 	DisplayName string
 }
 
