@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -500,3 +501,101 @@ func TestTokenHash(t *testing.T) {
 	}
 	_ = time.Now
 }
+
+func (e *env) members(gid string) []string {
+	e.t.Helper()
+	g, err := e.store.GetGroup(context.Background(), gid)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return g.Members
+}
+
+func (e *env) desiredGen(uid string) int64 {
+	e.t.Helper()
+	st, err := e.store.GetSyncState(context.Background(), uid)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st.DesiredGen
+}
+
+// TestGroups drives /Groups with the exact shapes Okta and Entra send.
+func TestGroups(t *testing.T) {
+	e := newEnv(t)
+	u1, u2, u3 := e.create("one@example.com"), e.create("two@example.com"), e.create("three@example.com")
+	a := e.do("POST", "/Groups", okta, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Flex Supervisors","members":[]}`)
+	if a.status != 201 || a.body["displayName"] != "Flex Supervisors" {
+		t.Fatalf("create group: %d %s", a.status, a.raw)
+	}
+	gid := a.body["id"].(string)
+	if a.header.Get("Location") != "https://bridge.example.com/scim/v2/Groups/"+gid {
+		t.Errorf("Location %q", a.header.Get("Location"))
+	}
+	assertSCIMError(t, e.do("POST", "/Groups", okta, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"flex supervisors"}`), 409, "uniqueness")
+	assertSCIMError(t, e.do("POST", "/Groups", okta, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"members":[]}`), 400, "")
+
+	patch := func(ops string) answer {
+		t.Helper()
+		a := e.do("PATCH", "/Groups/"+gid, okta, patchBody(ops))
+		if a.status != 200 && a.status != 204 {
+			t.Fatalf("patch %s: %d %s", ops, a.status, a.raw)
+		}
+		return a
+	}
+	g1, g3 := e.desiredGen(u1), e.desiredGen(u3)
+	patch(`{"op":"add","path":"members","value":[{"value":"` + u1 + `","display":"one@example.com"},{"value":"` + u2 + `"}]}`)
+	if got := strings.Join(e.members(gid), ","); got != strings.Join(sorted(u1, u2), ",") {
+		t.Errorf("after add: %s", got)
+	}
+	if e.desiredGen(u1) != g1+1 || e.desiredGen(u3) != g3 {
+		t.Errorf("sync marks: u1 %d->%d, u3 %d->%d", g1, e.desiredGen(u1), g3, e.desiredGen(u3))
+	}
+	patch(`{"op":"remove","path":"members[value eq \"` + u1 + `\"]"}`)
+	if got := e.members(gid); len(got) != 1 || got[0] != u2 {
+		t.Errorf("after remove by filter: %v", got)
+	}
+	patch(`{"op":"Add","path":"members","value":[{"value":"` + u3 + `"}]}`)
+	patch(`{"op":"Remove","path":"members","value":[{"value":"` + u3 + `"}]}`) // Entra: only that member
+	if got := e.members(gid); len(got) != 1 || got[0] != u2 {
+		t.Errorf("after Entra remove: %v", got)
+	}
+	patch(`{"op":"replace","path":"members","value":[{"value":"` + u1 + `"},{"value":"` + u3 + `"}]}`)
+	if got := strings.Join(e.members(gid), ","); got != strings.Join(sorted(u1, u3), ",") {
+		t.Errorf("after replace: %s", got)
+	}
+	patch(`{"op":"replace","value":{"id":"` + gid + `","displayName":"Flex Supervisors EU"}}`) // Okta rename
+	g := e.do("GET", "/Groups/"+gid, "", "")
+	if g.body["displayName"] != "Flex Supervisors EU" || g.body["id"] != gid {
+		t.Errorf("after rename: %s", g.raw)
+	}
+	assertSCIMError(t, e.do("PATCH", "/Groups/"+gid, okta, patchBody(`{"op":"add","path":"members","value":[{"value":"no-such-user"}]}`)), 400, "invalidValue")
+
+	l := e.do("GET", "/Groups?excludedAttributes=members&filter="+url.QueryEscape(`displayName eq "flex supervisors eu"`), "", "")
+	res, _ := l.body["Resources"].([]any)
+	if l.status != 200 || l.body["totalResults"] != float64(1) || len(res) != 1 {
+		t.Fatalf("list by displayName: %s", l.raw)
+	}
+	if _, has := res[0].(map[string]any)["members"]; has {
+		t.Error("excludedAttributes=members ignored")
+	}
+	if l := e.do("GET", "/Groups?filter="+url.QueryEscape(`displayName eq "Nobody"`), "", ""); l.body["totalResults"] != float64(0) {
+		t.Errorf("unknown displayName: %s", l.raw)
+	}
+
+	patch(`{"op":"remove","path":"members"}`)
+	if got := e.members(gid); len(got) != 0 {
+		t.Errorf("after remove all: %v", got)
+	}
+	patch(`{"op":"add","path":"members","value":[{"value":"` + u2 + `"}]}`)
+	before := e.desiredGen(u2)
+	if a := e.do("DELETE", "/Groups/"+gid, "", ""); a.status != 204 {
+		t.Fatalf("delete group: %d %s", a.status, a.raw)
+	}
+	if e.desiredGen(u2) != before+1 {
+		t.Error("deleting a group did not mark its ex-member for sync")
+	}
+	assertSCIMError(t, e.do("GET", "/Groups/"+gid, "", ""), 404, "")
+}
+
+func sorted(s ...string) []string { return slices.Sorted(slices.Values(s)) }

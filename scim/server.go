@@ -26,6 +26,7 @@ import (
 // Store is everything the SCIM endpoint needs from the directory.
 type Store interface {
 	UserStore
+	GroupStore
 	TokenStore
 }
 
@@ -67,7 +68,9 @@ func New(opts Options) (http.Handler, error) {
 		opts.MaxBodyBytes = 1 << 20
 	}
 	log := opts.Logger.Named("scim")
+	publicURL := strings.TrimRight(opts.PublicURL, "/")
 	u := &users{store: opts.Store, log: log, onChange: opts.OnChange}
+	g := &groups{store: opts.Store, log: log, onChange: opts.OnChange, publicURL: publicURL}
 	lib, err := elimity.NewServer(&elimity.ServerArgs{
 		ServiceProviderConfig: &elimity.ServiceProviderConfig{
 			DocumentationURI: optional.NewString("https://github.com/flexbridge/flexbridge#scim"),
@@ -84,11 +87,18 @@ func New(opts Options) (http.Handler, error) {
 			Name:        "User",
 			Description: optional.NewString("User Account"),
 			Endpoint:    "/Users",
-			Schema:      userSchemaWithExternalID(),
+			Schema:      withExternalID(schema.CoreUserSchema()),
 			SchemaExtensions: []elimity.SchemaExtension{
 				{Schema: schema.ExtensionEnterpriseUser()},
 			},
 			Handler: u,
+		}, {
+			ID:          optional.NewString("Group"),
+			Name:        "Group",
+			Description: optional.NewString("Group"),
+			Endpoint:    "/Groups",
+			Schema:      withExternalID(schema.CoreGroupSchema()),
+			Handler:     g,
 		}},
 	}, elimity.WithLogger(libLogger{log}))
 	if err != nil {
@@ -97,18 +107,17 @@ func New(opts Options) (http.Handler, error) {
 	s := &server{
 		lib:       lib,
 		log:       log,
-		publicURL: strings.TrimRight(opts.PublicURL, "/"),
+		publicURL: publicURL,
 		maxBody:   opts.MaxBodyBytes,
 	}
 	auth := &bearerAuth{tokens: opts.Store, log: log, now: opts.Now, touched: map[int64]time.Time{}}
 	return auth.wrap(s), nil
 }
 
-// userSchemaWithExternalID is the core User schema plus the common externalId attribute, so
-// filters on externalId (Entra ID's matching query) validate; the library adds common
-// attributes only when it validates bodies.
-func userSchemaWithExternalID() schema.Schema {
-	s := schema.CoreUserSchema()
+// withExternalID adds the common externalId attribute to a core schema, so filters on
+// externalId (Entra ID's matching query) validate; the library adds common attributes only when
+// it validates bodies.
+func withExternalID(s schema.Schema) schema.Schema {
 	s.Attributes = append(s.Attributes, schema.SimpleCoreAttribute(schema.SimpleStringParams(schema.StringParams{
 		CaseExact:  true,
 		Mutability: schema.AttributeMutabilityReadWrite(),

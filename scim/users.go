@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -167,17 +168,35 @@ func (h *users) GetAll(r *http.Request, params elimity.ListRequestParams) (elimi
 	return page(hits, total)
 }
 
-func passes(v interface {
+// filterer is elimity's filter evaluator.
+type filterer interface {
 	PassesFilter(map[string]any) error
-}, u directory.User) (ok bool, err error) {
+}
+
+func passes(v filterer, u directory.User) (bool, error) {
 	res, err := toResource(u)
 	if err != nil {
 		return false, err
 	}
-	m := map[string]any(res.Attributes)
+	return passesResource(v, res)
+}
+
+// passesResource evaluates a filter the store cannot answer over a resource as it is served,
+// common attributes (id, externalId, meta) included.
+func passesResource(v filterer, res elimity.Resource) (ok bool, err error) {
+	m := maps.Clone(map[string]any(res.Attributes))
 	m["id"] = res.ID
-	m["externalId"] = u.ExternalID
-	m["meta"] = map[string]any{"created": u.Created.UTC().Format(time.RFC3339), "lastModified": u.Modified.UTC().Format(time.RFC3339)}
+	if res.ExternalID.Present() {
+		m["externalId"] = res.ExternalID.Value()
+	}
+	meta := map[string]any{}
+	if res.Meta.Created != nil {
+		meta["created"] = res.Meta.Created.UTC().Format(time.RFC3339)
+	}
+	if res.Meta.LastModified != nil {
+		meta["lastModified"] = res.Meta.LastModified.UTC().Format(time.RFC3339)
+	}
+	m["meta"] = meta
 	defer func() {
 		// elimity's evaluator panics on expression kinds it does not know.
 		if p := recover(); p != nil {

@@ -55,8 +55,21 @@ type Options struct {
 	Concurrency int           // users processed at once (default 4)
 	Lease       time.Duration // how long a claim is held (default 2m)
 	MaxBackoff  time.Duration // cap of the retry backoff (default 5m)
-	// Identity turns a stored user into the mapping's Identity (defaults to mapping.IdentityFromSCIM).
-	Identity func(directory.User) (mapping.Identity, error)
+	// Identity turns a claimed user and its groups into the mapping's Identity (defaults to
+	// IdentityOf).
+	Identity func(directory.User, []directory.GroupRef) (mapping.Identity, error)
+}
+
+// IdentityOf is the mapping's view of a stored user (a SCIM resource) and its groups. The
+// store's indexed columns are authoritative over the stored document.
+func IdentityOf(u directory.User, groups []directory.GroupRef) (mapping.Identity, error) {
+	gs := make([]mapping.Group, 0, len(groups))
+	for _, g := range groups {
+		gs = append(gs, mapping.Group{ID: g.ID, ExternalID: g.ExternalID, DisplayName: g.DisplayName})
+	}
+	id, err := mapping.IdentityFromSCIM(u.ID, u.Resource, gs)
+	id.UserName, id.ExternalID, id.Active = u.UserName, u.ExternalID, u.Active
+	return id, err
 }
 
 // Reconciler applies pending directory changes to TaskRouter workers.
@@ -90,12 +103,7 @@ func New(o Options) *Reconciler {
 		o.Owner = fmt.Sprintf("flexbridge-%08x", rand.Uint32())
 	}
 	if o.Identity == nil {
-		o.Identity = func(u directory.User) (mapping.Identity, error) {
-			id, err := mapping.IdentityFromSCIM(u.ID, u.Resource, nil)
-			// The store's indexed columns are authoritative over the stored document.
-			id.UserName, id.ExternalID, id.Active = u.UserName, u.ExternalID, u.Active
-			return id, err
-		}
+		o.Identity = IdentityOf
 	}
 	return &Reconciler{o: o, log: o.Logger.Named("sync"), wake: make(chan struct{}, 1)}
 }
@@ -201,7 +209,7 @@ func (r *Reconciler) reconcile(ctx context.Context, it directory.SyncItem) (outc
 	if it.User == nil || st.Deleted {
 		return r.remove(ctx, st.WorkerSID, "user deleted")
 	}
-	id, err := r.o.Identity(*it.User)
+	id, err := r.o.Identity(*it.User, it.Groups)
 	if err != nil {
 		return outcome{}, fmt.Errorf("read identity: %w", err)
 	}

@@ -406,3 +406,32 @@ func TestConcurrentPassesCreateOneWorkerEach(t *testing.T) {
 		t.Errorf("%d creates, want 40", c)
 	}
 }
+
+func TestGroupMembershipDrivesRoles(t *testing.T) {
+	h := newHarness(t, "")
+	u := h.createUser("sup@example.com", "Super Visor")
+	other := h.createUser("bystander@example.com", "By Stander")
+	h.pass()
+	g, err := h.store.CreateGroup(h.ctx, directory.Group{DisplayName: "Flex Supervisors", Resource: json.RawMessage(`{}`), Members: []string{u.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := h.pass(); n != 1 {
+		t.Errorf("a membership change re-synced %d users, want exactly 1", n)
+	}
+	w, _ := h.worker("sup@example.com")
+	if got := strings.Join(toStrings(decode(t, w.Attributes)["roles"]), ","); got != "supervisor,wfo.team_leader" {
+		t.Errorf("roles = %s", got)
+	}
+	if _, err := h.store.UpdateGroup(h.ctx, g.ID, func(g *directory.Group) error { g.Members = nil; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	h.pass()
+	w, _ = h.worker("sup@example.com")
+	if got := strings.Join(toStrings(decode(t, w.Attributes)["roles"]), ","); got != "agent" {
+		t.Errorf("roles after leaving the group = %s", got)
+	}
+	if st := h.state(other.ID); st.DesiredGen != 1 {
+		t.Errorf("bystander re-synced: %+v", st)
+	}
+}
