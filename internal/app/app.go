@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/flexbridge/flexbridge/configs"
 	"github.com/flexbridge/flexbridge/internal/config"
 	"github.com/flexbridge/flexbridge/internal/directory"
 	"github.com/flexbridge/flexbridge/internal/server"
@@ -71,6 +73,25 @@ func NewLogger(c config.Log) (*zap.Logger, error) {
 	return zc.Build()
 }
 
+// LoadMapping loads the mapping file the configuration names. When mapping.file is left at its
+// default and that file does not exist, the example mapping compiled into the binary is used,
+// so the embedded default needs no files.
+func LoadMapping(c *config.Config, log *zap.Logger) (*mapping.Config, error) {
+	m, err := mapping.LoadFile(c.Mapping.File)
+	if err == nil {
+		return m, nil
+	}
+	if c.Mapping.File == config.DefaultMappingFile && errors.Is(err, fs.ErrNotExist) {
+		m, perr := mapping.Parse(configs.DefaultMapping)
+		if perr != nil {
+			return nil, fmt.Errorf("built-in mapping: %w", perr)
+		}
+		log.Info("no mapping file found; using the built-in example mapping", zap.String("looked_for", c.Mapping.File))
+		return m, nil
+	}
+	return nil, fmt.Errorf("mapping %s: %w", c.Mapping.File, err)
+}
+
 // OpenStore opens the directory store the configuration names.
 func OpenStore(ctx context.Context, c *config.Config, log *zap.Logger, now func() time.Time) (directory.Store, error) {
 	st, err := directory.Open(ctx, directory.Options{Driver: c.Store.Driver, DSN: c.Store.DSN, Now: now, Logger: log})
@@ -100,9 +121,9 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		}
 	}()
 
-	m, err := mapping.LoadFile(c.Mapping.File)
+	m, err := LoadMapping(c, a.log)
 	if err != nil {
-		return nil, fmt.Errorf("mapping: %w", err)
+		return nil, err
 	}
 	if a.store, err = OpenStore(ctx, c, a.log, o.Now); err != nil {
 		return nil, err

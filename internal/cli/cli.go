@@ -24,7 +24,6 @@ import (
 	"github.com/flexbridge/flexbridge/internal/config"
 	"github.com/flexbridge/flexbridge/internal/directory"
 	"github.com/flexbridge/flexbridge/internal/taskrouter/sandbox"
-	"github.com/flexbridge/flexbridge/mapping"
 	"github.com/flexbridge/flexbridge/scim"
 )
 
@@ -114,7 +113,8 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func serveCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Command {
-	return &cobra.Command{
+	var listen string
+	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the SCIM endpoint and the worker reconciler",
 		Long: "Run flexbridge: the SCIM 2.0 endpoint at <public_url>/scim/v2, /healthz and /readyz, and the\n" +
@@ -125,6 +125,11 @@ func serveCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Comm
 			c, err := load()
 			if err != nil {
 				return err
+			}
+			if listen != "" {
+				if err := c.OverrideListen(listen); err != nil {
+					return &exitError{code: 2, msg: err.Error()}
+				}
 			}
 			log, err := app.NewLogger(c.Log)
 			if err != nil {
@@ -141,6 +146,8 @@ func serveCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Comm
 			return a.Run(ctx)
 		},
 	}
+	cmd.Flags().StringVar(&listen, "listen", "", "listen on this host:port instead of server.listen (public_url follows unless set in the file)")
+	return cmd
 }
 
 func checkConfigCmd(load func() (*config.Config, error), stdout io.Writer) *cobra.Command {
@@ -155,8 +162,8 @@ func checkConfigCmd(load func() (*config.Config, error), stdout io.Writer) *cobr
 			if err != nil {
 				return err
 			}
-			if _, err := mapping.LoadFile(c.Mapping.File); err != nil {
-				return &exitError{code: 2, msg: fmt.Sprintf("mapping %s: %v", c.Mapping.File, err)}
+			if _, err := app.LoadMapping(c, zap.NewNop()); err != nil {
+				return &exitError{code: 2, msg: err.Error()}
 			}
 			mode := "sandbox workspace (no Twilio credentials)"
 			if !c.Twilio.Sandbox() {

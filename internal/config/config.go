@@ -207,3 +207,14 @@ func (c Config) Redacted() Config {
 	}
 	return c
 }
+
+// OverrideListen replaces server.listen (the serve command's --listen flag). A public_url that
+// was derived from the old listen address follows the new one; one set explicitly is kept.
+func (c *Config) OverrideListen(listen string) error {
+	if c.Server.PublicURL == defaultPublicURL(c.Server.Listen) {
+		c.Server.PublicURL = ""
+	}
+	c.Server.Listen = listen
+	c.applyDerivedDefaults()
+	return c.Validate()
+}

@@ -987,3 +987,25 @@ func TestContainerConfig(t *testing.T) {
 		t.Errorf("with environment: %+v", c.Redacted().Twilio)
 	}
 }
+
+func TestOverrideListen(t *testing.T) {
+	c := Default()
+	if err := c.OverrideListen("127.0.0.1:9999"); err != nil {
+		t.Fatal(err)
+	}
+	if c.Server.Listen != "127.0.0.1:9999" || c.Server.PublicURL != "http://127.0.0.1:9999" {
+		t.Errorf("derived public_url did not follow: %+v", c.Server)
+	}
+	c = mustParse(t, "server:\n  public_url: https://bridge.example.com\n", nil)
+	if err := c.OverrideListen(":8443"); err != nil {
+		t.Fatal(err)
+	}
+	if c.Server.PublicURL != "https://bridge.example.com" {
+		t.Errorf("explicit public_url replaced: %q", c.Server.PublicURL)
+	}
+	err := Default().OverrideListen("no-port")
+	var ce *Error
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "server.listen") {
+		t.Errorf("bad listen: %v", err)
+	}
+}

@@ -222,11 +222,15 @@ sync:
 }
 
 func twilioClient(base string) *openapi.ApiService {
+	return twilioClientAs(base, accountSID, authToken)
+}
+
+func twilioClientAs(base, account, token string) *openapi.ApiService {
 	u, _ := url.Parse(base)
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: rewrite{u}}
 	rc := twilio.NewRestClientWithParams(twilio.ClientParams{
-		Username: accountSID, Password: authToken,
-		Client: &client.Client{Credentials: client.NewCredentials(accountSID, authToken), HTTPClient: hc},
+		Username: account, Password: token,
+		Client: &client.Client{Credentials: client.NewCredentials(account, token), HTTPClient: hc},
 	})
 	return rc.TaskrouterV1
 }
@@ -435,4 +439,69 @@ func runOktaSuite(t *testing.T, s *stack, file string) {
 		"SCIMBaseURL": s.base + "/scim/v2",
 		"auth":        "Bearer " + s.token,
 	})
+}
+
+// TestEmbeddedDefault runs `flexbridge serve` as a new user does: no configuration file, no
+// Twilio credentials, an empty working directory. It must say loudly that it uses the sandbox,
+// print a first SCIM token once, keep its SQLite file under ./data, and sync a SCIM user into
+// the embedded sandbox workspace.
+func TestEmbeddedDefault(t *testing.T) {
+	addr := freeAddr(t)
+	p := start(t, "serve", "--listen", addr)
+	base := "http://" + addr
+	var token string
+	waitFor(t, "the first token on stdout", 30*time.Second, func() (bool, error) {
+		for _, line := range strings.Split(p.Stdout(), "\n") {
+			if f := strings.TrimSpace(line); strings.HasPrefix(f, "fbt_") {
+				token = f
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	var logLine struct{ SandboxURL, AccountSID, WorkspaceSID string }
+	for _, line := range strings.Split(p.Stderr(), "\n") {
+		if strings.Contains(line, "EMBEDDED SANDBOX WORKSPACE") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatalf("log line is not JSON: %s", line)
+			}
+			logLine.SandboxURL, _ = m["sandbox_url"].(string)
+			logLine.AccountSID, _ = m["account_sid"].(string)
+			logLine.WorkspaceSID, _ = m["workspace_sid"].(string)
+			if m["level"] != "warn" {
+				t.Errorf("sandbox notice logged at %v, want warn", m["level"])
+			}
+		}
+	}
+	if logLine.SandboxURL == "" || logLine.WorkspaceSID == "" {
+		t.Fatalf("no loud sandbox notice in the log:\n%s", p.Stderr())
+	}
+	if _, err := os.Stat(filepath.Join(p.cmd.Dir, "data", "flexbridge.db")); err != nil {
+		t.Errorf("SQLite store not under ./data: %v", err)
+	}
+	s := &stack{base: base, token: token, workspace: logLine.WorkspaceSID,
+		tr: twilioClientAs(logLine.SandboxURL, logLine.AccountSID, "anypassword0123")}
+	status, _, doc := s.scim(t, "POST", "/Users", "application/scim+json", map[string]any{
+		"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:User"}, "userName": "first.user@example.com",
+		"displayName": "First User", "emails": []any{map[string]any{"value": "first.user@example.com", "primary": true}},
+	})
+	if status != 201 {
+		t.Fatalf("create: %d %v", status, doc)
+	}
+	var w *openapi.TaskrouterV1Worker
+	waitFor(t, "the worker in the embedded sandbox", 20*time.Second, func() (bool, error) {
+		var err error
+		w, err = s.worker("first.user@example.com")
+		return w != nil, err
+	})
+	if a := attrs(t, w); a["full_name"] != "First User" || fmt.Sprint(a["roles"]) != "[agent]" {
+		t.Errorf("worker attributes %s", *w.Attributes)
+	}
+	if strings.Count(p.Stdout(), token) != 1 {
+		t.Error("the token should be printed exactly once")
+	}
+	if strings.Contains(p.Stderr(), token) {
+		t.Error("the token appears in the log")
+	}
 }
