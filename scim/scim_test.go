@@ -187,6 +187,13 @@ func TestBadInput(t *testing.T) {
 		patch := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"fooBar","value":1}]}`
 		assertSCIMError(t, e.do("PATCH", "/Users/"+id, okta, patch), 400, "invalidPath")
 	})
+	t.Run("filter limits", func(t *testing.T) {
+		long := `userName eq "` + strings.Repeat("a", 1100) + `"`
+		assertSCIMError(t, e.do("GET", "/Users?filter="+url.QueryEscape(long), "", ""), 400, "invalidFilter")
+		many := strings.TrimSuffix(strings.Repeat(`userName eq "x" or `, 20), " or ")
+		assertSCIMError(t, e.do("GET", "/Users?filter="+url.QueryEscape(many), "", ""), 400, "tooMany")
+		assertSCIMError(t, e.do("GET", "/Users?filter="+url.QueryEscape(`password eq "1mz050nq"`), "", ""), 400, "invalidFilter")
+	})
 	t.Run("POST ServiceProviderConfig", func(t *testing.T) {
 		assertSCIMError(t, e.do("POST", "/ServiceProviderConfig", okta, `{}`), 405, "")
 	})

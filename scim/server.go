@@ -152,6 +152,10 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serviceProviderConfig(w)
 		return
 	}
+	if se, ok := checkFilter(r.URL.Query().Get("filter")); !ok {
+		writeError(w, se)
+		return
+	}
 	if r.Body != nil && r.Method != http.MethodGet && r.Method != http.MethodDelete {
 		if ct := r.Header.Get("Content-Type"); ct != "" {
 			mt, _, err := mime.ParseMediaType(ct)
@@ -183,6 +187,33 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r2.URL.Path = path // elimity strips a leading /v2 itself; give it the bare resource path
 	s.lib.ServeHTTP(rec, r2)
 	s.finish(w, rec)
+}
+
+// Filter limits, enforced before the library parses a filter (its parser and evaluator take
+// seconds of CPU on filters with thousands of clauses).
+const (
+	MaxFilterLength  = 1024
+	MaxFilterClauses = 16
+)
+
+// checkFilter refuses filters that are too long or have too many clauses, and filters on
+// password (a write-only attribute that must never be queryable).
+func checkFilter(f string) (scimerrors.ScimError, bool) {
+	if f == "" {
+		return scimerrors.ScimError{}, true
+	}
+	if len(f) > MaxFilterLength {
+		return badRequest(scimerrors.ScimTypeInvalidFilter, fmt.Sprintf("The filter is longer than %d characters.", MaxFilterLength)), false
+	}
+	lower := strings.ToLower(f)
+	clauses := 1 + strings.Count(lower, " and ") + strings.Count(lower, " or ") + strings.Count(lower, "[")
+	if clauses > MaxFilterClauses {
+		return badRequest(scimerrors.ScimTypeTooMany, fmt.Sprintf("The filter has more than %d clauses.", MaxFilterClauses)), false
+	}
+	if strings.Contains(lower, "password") {
+		return badRequest(scimerrors.ScimTypeInvalidFilter, "Filtering on password is not allowed."), false
+	}
+	return scimerrors.ScimError{}, true
 }
 
 // finish rewrites the library's response where it falls short of RFC 7644, then sends it.

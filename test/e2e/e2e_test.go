@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -503,5 +504,21 @@ func TestEmbeddedDefault(t *testing.T) {
 	}
 	if strings.Contains(p.Stderr(), token) {
 		t.Error("the token appears in the log")
+	}
+
+	// Graceful shutdown on SIGTERM: exit status 0, and the store is left consistent.
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop within 20s of SIGTERM")
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit status %d after SIGTERM", code)
+	}
+	if !strings.Contains(p.Stderr(), `"msg":"shutting down"`) {
+		t.Error("no shutdown line in the log")
 	}
 }
