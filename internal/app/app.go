@@ -69,6 +69,7 @@ func NewLogger(c config.Log) (*zap.Logger, error) {
 		zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	}
 	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.DisableStacktrace = true // panics are logged with their stack explicitly
 	zc.OutputPaths = []string{"stderr"}
 	return zc.Build()
 }
