@@ -44,8 +44,27 @@ step "go vet"
 go vet ./...
 
 step "go test -race"
-go test -race -count=1 -timeout 15m ./... 2>&1 | tee /tmp/flexbridge-test.log
-# (pipefail makes a failing go test fail this script)
+log=$(mktemp -t flexbridge-test.XXXXXX)
+status=0
+go test -race -count=1 -timeout 15m -v ./... >"$log" 2>&1 || status=$?
+grep -E '^(ok|FAIL|\?) ' "$log" || true
+if [ "$status" -ne 0 ]; then
+  echo; echo "go test failed; the failing tests' output:"
+  grep -E -B3 -A40 -- '^\s*--- FAIL|^panic:|^FAIL\s' "$log" | head -n 400
+fi
+tests_passed=$(grep -cE -- '^\s*--- PASS' "$log" || true)
+tests_failed=$(grep -cE -- '^\s*--- FAIL' "$log" || true)
+tests_skipped=$(grep -cE -- '^\s*--- SKIP' "$log" || true)
+if [ "$status" -ne 0 ]; then
+  echo "${tests_passed} passed, ${tests_failed} failed, ${tests_skipped} skipped"
+  exit "$status"
+fi
+
+if [ "$CI" = true ] && [ "$tests_skipped" -gt 0 ]; then
+  echo "CI must not skip tests; skipped:"; grep -E -- '^\s*--- SKIP' "$log"
+  echo "${tests_passed} passed, ${tests_failed} failed, ${tests_skipped} skipped"
+  exit 1
+fi
 
 step "fuzzing (${fuzztime} per target)"
 for target in $(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '/test/tools/' | sort); do
@@ -56,6 +75,6 @@ for target in $(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '/test/t
   done
 done
 
-passed=$(grep -c '^ok ' /tmp/flexbridge-test.log || true)
 echo
-echo "all checks passed (${passed} packages ok)"
+echo "gofmt, go vet, tests and fuzzing all passed."
+echo "${tests_passed} passed, ${tests_failed} failed, ${tests_skipped} skipped"
