@@ -9,7 +9,9 @@ import (
 
 	elimity "github.com/elimity-com/scim"
 	scimerrors "github.com/elimity-com/scim/errors"
+	elimityfilter "github.com/elimity-com/scim/filter"
 	"github.com/elimity-com/scim/optional"
+	"github.com/elimity-com/scim/schema"
 	filter "github.com/scim2/filter-parser/v2"
 	"go.uber.org/zap"
 
@@ -28,6 +30,7 @@ type GroupStore interface {
 
 // groups implements elimity's ResourceHandler for SCIM Groups over the directory.
 type groups struct {
+	schema    schema.Schema // for filter evaluation
 	store     GroupStore
 	log       *zap.Logger
 	onChange  func()
@@ -125,6 +128,7 @@ func (h *groups) GetAll(r *http.Request, params elimity.ListRequestParams) (elim
 			return elimity.Page{}, toSCIMError(ctx, h.log, err)
 		}
 	} else {
+		fv := elimityfilter.NewFilterValidator(multiValuedAsValuePath(expr), h.schema)
 		all, n, err := h.store.ListGroups(ctx, directory.GroupQuery{Limit: maxScan, WithMembers: true})
 		if err != nil {
 			return elimity.Page{}, toSCIMError(ctx, h.log, err)
@@ -137,7 +141,7 @@ func (h *groups) GetAll(r *http.Request, params elimity.ListRequestParams) (elim
 			if err != nil {
 				return elimity.Page{}, err
 			}
-			ok, err := passesResource(params.FilterValidator, res)
+			ok, err := passesResource(fv, res)
 			if err != nil {
 				return elimity.Page{}, err
 			}

@@ -296,6 +296,19 @@ func TestCreateGetAndList(t *testing.T) {
 		{`userName eq "runscope123abc@atko.com" and active eq true`, 1},
 		{`userName sw "runscope"`, 1},
 		{`active eq false`, 0},
+		{`active eq true`, 1},
+		{`emails.value eq "runscope123abc@atko.com"`, 1},
+		{`emails.value eq "Runscope123Abc@atko.com"`, 1},
+		{`emails[type eq "work" and value eq "runscope123abc@atko.com"]`, 1},
+		{`displayName eq "Grace Hopper"`, 1},
+		{`displayName co "Hop"`, 1},
+		{`title pr`, 0},
+		{`name.familyName pr`, 1},
+		{`userName eq "nobody@x" or displayName eq "Grace Hopper"`, 1},
+		{`id eq "` + id + `"`, 1},
+		{`id eq "00000000-0000-0000-0000-000000000000"`, 0},
+		{`meta.lastModified gt "2000-01-01T00:00:00Z"`, 1},
+		{`meta.lastModified ge "2999-01-01T00:00:00Z"`, 0},
 	} {
 		l := e.do("GET", "/Users?filter="+url.QueryEscape(q.filter)+"&startIndex=1&count=100", "", "")
 		if l.status != 200 || l.body["totalResults"] != q.total {
@@ -606,3 +619,70 @@ func TestGroups(t *testing.T) {
 }
 
 func sorted(s ...string) []string { return slices.Sorted(slices.Values(s)) }
+
+func TestBodyChecks(t *testing.T) {
+	e := newEnv(t)
+	id := e.create("body@example.com")
+	cases := []struct {
+		name, method, path, body string
+		status                   int
+		scimType                 string
+	}{
+		{"duplicate key", "POST", "/Users", `{"userName":"a@example.com","userName":"b@example.com"}`, 400, "invalidSyntax"},
+		{"duplicate key other case", "POST", "/Users", `{"userName":"a@example.com","USERNAME":"b@example.com"}`, 400, "invalidSyntax"},
+		{"duplicate nested key", "POST", "/Users", `{"userName":"a@example.com","name":{"givenName":"A","givenName":"B"}}`, 400, "invalidSyntax"},
+		{"unknown schema", "POST", "/Users", `{"schemas":["urn:example:evil"],"userName":"a@example.com"}`, 400, "invalidSyntax"},
+		{"too deep", "POST", "/Users", `{"userName":"a@example.com","x":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}`, 400, "invalidSyntax"},
+		{"remove without path", "PATCH", "/Users/" + id, patchBody(`{"op":"remove"}`), 400, "noTarget"},
+		{"patch id", "PATCH", "/Users/" + id, patchBody(`{"op":"replace","path":"id","value":"x"}`), 400, "mutability"},
+		{"patch meta", "PATCH", "/Users/" + id, patchBody(`{"op":"replace","path":"meta.created","value":"x"}`), 400, "mutability"},
+		{"patch groups", "PATCH", "/Users/" + id, patchBody(`{"op":"add","path":"groups","value":[{"value":"g"}]}`), 400, "mutability"},
+		{"unknown op", "PATCH", "/Users/" + id, patchBody(`{"op":"merge","path":"title","value":"x"}`), 400, "invalidValue"},
+		{"patch schema", "PATCH", "/Users/" + id, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"Operations":[{"op":"replace","path":"title","value":"x"}]}`, 400, "invalidSyntax"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			assertSCIMError(t, e.do(c.method, c.path, okta, c.body), c.status, c.scimType)
+		})
+	}
+}
+
+// TestEntraManagerAndNull covers Entra ID's manager test (set, change, clear with "") and its
+// null test (replace with "" and with null clear the attribute).
+func TestEntraManagerAndNull(t *testing.T) {
+	e := newEnv(t)
+	id := e.create("emp@example.com", `"title":"Engineer"`)
+	manager := func() string {
+		u, err := e.store.GetUser(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ident, _ := mapping.IdentityFromSCIM(u.ID, u.Resource, nil)
+		return ident.Enterprise.Manager.ID
+	}
+	steps := []struct{ ops, want string }{
+		{`{"op":"Add","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager","value":"mgrId"}`, "mgrId"},
+		{`{"op":"Replace","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager","value":"mgr2"}`, "mgr2"},
+		{`{"op":"Replace","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager","value":""}`, ""},
+		{`{"op":"replace","value":{"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager":"mgr3"}}`, "mgr3"},
+	}
+	for _, s := range steps {
+		a := e.do("PATCH", "/Users/"+id, okta, patchBody(s.ops))
+		if a.status != 200 {
+			t.Fatalf("%s: %d %s", s.ops, a.status, a.raw)
+		}
+		if got := manager(); got != s.want {
+			t.Errorf("after %s: manager %q, want %q", s.ops, got, s.want)
+		}
+	}
+	for _, clear := range []string{`""`, `null`} {
+		e.do("PATCH", "/Users/"+id, okta, patchBody(`{"op":"replace","path":"title","value":"Boss"}`))
+		a := e.do("PATCH", "/Users/"+id, okta, patchBody(`{"op":"replace","path":"title","value":`+clear+`}`))
+		if a.status != 200 {
+			t.Fatalf("clear with %s: %d %s", clear, a.status, a.raw)
+		}
+		if _, has := a.body["title"]; has {
+			t.Errorf("title still present after clearing with %s: %v", clear, a.body["title"])
+		}
+	}
+}

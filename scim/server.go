@@ -69,8 +69,10 @@ func New(opts Options) (http.Handler, error) {
 	}
 	log := opts.Logger.Named("scim")
 	publicURL := strings.TrimRight(opts.PublicURL, "/")
-	u := &users{store: opts.Store, log: log, onChange: opts.OnChange}
-	g := &groups{store: opts.Store, log: log, onChange: opts.OnChange, publicURL: publicURL}
+	userRT, groupRT := withCommon(schema.CoreUserSchema()), withCommon(schema.CoreGroupSchema())
+	u := &users{store: opts.Store, log: log, onChange: opts.OnChange,
+		schema: userRT, extensions: []schema.Schema{schema.ExtensionEnterpriseUser()}}
+	g := &groups{store: opts.Store, log: log, onChange: opts.OnChange, publicURL: publicURL, schema: groupRT}
 	lib, err := elimity.NewServer(&elimity.ServerArgs{
 		ServiceProviderConfig: &elimity.ServiceProviderConfig{
 			DocumentationURI: optional.NewString("https://github.com/flexbridge/flexbridge#scim"),
@@ -87,7 +89,7 @@ func New(opts Options) (http.Handler, error) {
 			Name:        "User",
 			Description: optional.NewString("User Account"),
 			Endpoint:    "/Users",
-			Schema:      withExternalID(schema.CoreUserSchema()),
+			Schema:      userRT,
 			SchemaExtensions: []elimity.SchemaExtension{
 				{Schema: schema.ExtensionEnterpriseUser()},
 			},
@@ -97,7 +99,7 @@ func New(opts Options) (http.Handler, error) {
 			Name:        "Group",
 			Description: optional.NewString("Group"),
 			Endpoint:    "/Groups",
-			Schema:      withExternalID(schema.CoreGroupSchema()),
+			Schema:      groupRT,
 			Handler:     g,
 		}},
 	}, elimity.WithLogger(libLogger{log}))
@@ -114,16 +116,31 @@ func New(opts Options) (http.Handler, error) {
 	return auth.wrap(s), nil
 }
 
-// withExternalID adds the common externalId attribute to a core schema, so filters on
-// externalId (Entra ID's matching query) validate; the library adds common attributes only when
-// it validates bodies.
-func withExternalID(s schema.Schema) schema.Schema {
-	s.Attributes = append(s.Attributes, schema.SimpleCoreAttribute(schema.SimpleStringParams(schema.StringParams{
-		CaseExact:  true,
-		Mutability: schema.AttributeMutabilityReadWrite(),
-		Name:       schema.CommonAttributeExternalID,
-		Uniqueness: schema.AttributeUniquenessNone(),
-	})))
+// withCommon adds the common attributes id, externalId and meta (RFC 7643 §3.1) to a core
+// schema so filters on them validate (Entra matches on externalId; incremental imports filter on
+// meta.lastModified). The library adds common attributes only when it validates bodies, and its
+// own definition of id is "required", which would refuse every create, so id is declared here.
+func withCommon(s schema.Schema) schema.Schema {
+	s.Attributes = append(s.Attributes,
+		schema.SimpleCoreAttribute(schema.SimpleStringParams(schema.StringParams{
+			CaseExact:  true,
+			Mutability: schema.AttributeMutabilityReadOnly(),
+			Name:       "id",
+			Returned:   schema.AttributeReturnedAlways(),
+			Uniqueness: schema.AttributeUniquenessServer(),
+		})),
+		schema.SimpleCoreAttribute(schema.SimpleStringParams(schema.StringParams{
+			CaseExact:  true,
+			Mutability: schema.AttributeMutabilityReadWrite(),
+			Name:       schema.CommonAttributeExternalID,
+			Uniqueness: schema.AttributeUniquenessNone(),
+		})),
+	)
+	for _, a := range schema.CommonAttributes() {
+		if a.Name() == "meta" {
+			s.Attributes = append(s.Attributes, a)
+		}
+	}
 	return s
 }
 
@@ -178,6 +195,10 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if !json.Valid(body) {
 			writeError(w, badRequest(scimerrors.ScimTypeInvalidSyntax, "The request body is not valid JSON."))
+			return
+		}
+		if body, err = prepareBody(bodyKind(path, r.Method), body); err != nil {
+			writeError(w, toSCIMError(r.Context(), s.log, err))
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))

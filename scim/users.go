@@ -14,7 +14,9 @@ import (
 
 	elimity "github.com/elimity-com/scim"
 	scimerrors "github.com/elimity-com/scim/errors"
+	elimityfilter "github.com/elimity-com/scim/filter"
 	"github.com/elimity-com/scim/optional"
+	"github.com/elimity-com/scim/schema"
 	filter "github.com/scim2/filter-parser/v2"
 	"go.uber.org/zap"
 
@@ -41,9 +43,11 @@ type UserStore interface {
 
 // users implements elimity's ResourceHandler over the directory.
 type users struct {
-	store    UserStore
-	log      *zap.Logger
-	onChange func()
+	store      UserStore
+	log        *zap.Logger
+	onChange   func()
+	schema     schema.Schema   // for filter evaluation
+	extensions []schema.Schema // likewise
 }
 
 var _ elimity.ResourceHandler = (*users)(nil)
@@ -132,6 +136,20 @@ func (h *users) GetAll(r *http.Request, params elimity.ListRequestParams) (elimi
 	if params.FilterValidator != nil {
 		expr = params.FilterValidator.GetFilter()
 	}
+	if id, ok := idEquals(expr); ok {
+		// id eq "…": one read by primary key.
+		u, err := h.store.GetUser(ctx, id)
+		if errors.Is(err, directory.ErrNotFound) {
+			return page(nil, 0)
+		}
+		if err != nil {
+			return elimity.Page{}, toSCIMError(ctx, h.log, err)
+		}
+		if offset > 0 || limit < 0 {
+			return page(nil, 1)
+		}
+		return page([]directory.User{u}, 1)
+	}
 	q, indexed := indexedQuery(expr)
 	if indexed {
 		q.Offset, q.Limit = offset, limit
@@ -142,6 +160,7 @@ func (h *users) GetAll(r *http.Request, params elimity.ListRequestParams) (elimi
 		return page(list, total)
 	}
 	// A filter the store cannot answer by index: scan and evaluate it with elimity's evaluator.
+	fv := elimityfilter.NewFilterValidator(multiValuedAsValuePath(expr), h.schema, h.extensions...)
 	all, total, err := h.store.ListUsers(ctx, directory.UserQuery{Limit: maxScan})
 	if err != nil {
 		return elimity.Page{}, toSCIMError(ctx, h.log, err)
@@ -151,7 +170,7 @@ func (h *users) GetAll(r *http.Request, params elimity.ListRequestParams) (elimi
 	}
 	var hits []directory.User
 	for _, u := range all {
-		ok, err := passes(params.FilterValidator, u)
+		ok, err := passes(fv, u)
 		if err != nil {
 			return elimity.Page{}, err
 		}
@@ -204,6 +223,46 @@ func passesResource(v filterer, res elimity.Resource) (ok bool, err error) {
 		}
 	}()
 	return v.PassesFilter(m) == nil, nil
+}
+
+// multiValued names the multi-valued complex attributes of Users and Groups (RFC 7643 §4).
+var multiValued = map[string]bool{"emails": true, "phonenumbers": true, "ims": true, "photos": true, "addresses": true,
+	"groups": true, "entitlements": true, "roles": true, "x509certificates": true, "members": true}
+
+// multiValuedAsValuePath rewrites emails.value eq "x" into the equivalent emails[value eq "x"]:
+// RFC 7644 §3.4.2.2 allows both, and the library evaluates only the second over a list.
+func multiValuedAsValuePath(e filter.Expression) filter.Expression {
+	switch e := e.(type) {
+	case *filter.AttributeExpression:
+		ap := e.AttributePath
+		if ap.SubAttribute == nil || !multiValued[strings.ToLower(ap.AttributeName)] {
+			return e
+		}
+		return &filter.ValuePath{
+			AttributePath: filter.AttributePath{URIPrefix: ap.URIPrefix, AttributeName: ap.AttributeName},
+			ValueFilter: &filter.AttributeExpression{
+				AttributePath: filter.AttributePath{AttributeName: *ap.SubAttribute},
+				Operator:      e.Operator,
+				CompareValue:  e.CompareValue,
+			},
+		}
+	case *filter.LogicalExpression:
+		return &filter.LogicalExpression{Left: multiValuedAsValuePath(e.Left), Right: multiValuedAsValuePath(e.Right), Operator: e.Operator}
+	case *filter.NotExpression:
+		return &filter.NotExpression{Expression: multiValuedAsValuePath(e.Expression)}
+	}
+	return e
+}
+
+// idEquals recognises the filter id eq "…".
+func idEquals(e filter.Expression) (string, bool) {
+	ae, ok := e.(*filter.AttributeExpression)
+	if !ok || ae.Operator != filter.EQ || ae.AttributePath.SubAttribute != nil || ae.AttributePath.URI() != "" ||
+		!strings.EqualFold(ae.AttributePath.AttributeName, "id") {
+		return "", false
+	}
+	s, ok := ae.CompareValue.(string)
+	return s, ok
 }
 
 // indexedQuery recognises the filters IdPs use to look a user up (userName eq, externalId eq)

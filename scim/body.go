@@ -1,0 +1,240 @@
+package scim
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	scimerrors "github.com/elimity-com/scim/errors"
+)
+
+const (
+	groupSchema   = "urn:ietf:params:scim:schemas:core:2.0:Group"
+	patchOpSchema = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+	// maxJSONDepth bounds nesting in request bodies; SCIM resources are at most a few levels deep.
+	maxJSONDepth = 32
+)
+
+// knownSchemas are the schema URNs a body may declare, by the kind of body.
+var knownSchemas = map[string][]string{
+	"User":    {userSchema, enterpriseSchema},
+	"Group":   {groupSchema},
+	"PatchOp": {patchOpSchema},
+}
+
+// bodyKind names what a write request carries: "User", "Group", "PatchOp" or "" (unknown
+// endpoint; the library answers those).
+func bodyKind(path, method string) string {
+	resource, _, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+	if method == http.MethodPatch {
+		return "PatchOp"
+	}
+	switch resource {
+	case "Users":
+		return "User"
+	case "Groups":
+		return "Group"
+	}
+	return ""
+}
+
+// prepareBody checks a request body before the library sees it, and rewrites the IdP dialects
+// the library would refuse into standard SCIM. It refuses duplicate keys, deep nesting, unknown
+// schemas, PATCH removes without a path (noTarget) and PATCHes of read-only attributes
+// (mutability). It rewrites Entra ID's bare-string enterprise manager into {"value": id} and
+// a replace with a null value into a remove.
+func prepareBody(kind string, body []byte) ([]byte, error) {
+	if err := checkJSONShape(body); err != nil {
+		return nil, err
+	}
+	if kind == "" {
+		return body, nil
+	}
+	var doc map[string]any
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.UseNumber()
+	if err := d.Decode(&doc); err != nil || doc == nil {
+		return nil, badRequest(scimerrors.ScimTypeInvalidSyntax, "The request body must be a JSON object.")
+	}
+	if err := checkSchemas(kind, doc); err != nil {
+		return nil, err
+	}
+	changed := false
+	switch kind {
+	case "PatchOp":
+		ops, _ := doc[findKey(doc, "Operations")].([]any)
+		for i, o := range ops {
+			op, ok := o.(map[string]any)
+			if !ok {
+				return nil, badRequest(scimerrors.ScimTypeInvalidSyntax, fmt.Sprintf("Operation %d is not an object.", i))
+			}
+			c, err := prepareOp(op)
+			if err != nil {
+				return nil, err
+			}
+			changed = changed || c
+		}
+	case "User":
+		if ext, ok := doc[findKey(doc, enterpriseSchema)].(map[string]any); ok {
+			changed = managerAsObject(ext, findKey(ext, "manager"))
+		}
+	}
+	if !changed {
+		return body, nil
+	}
+	return json.Marshal(doc)
+}
+
+func checkSchemas(kind string, doc map[string]any) error {
+	raw, present := doc[findKey(doc, "schemas")]
+	if !present {
+		return nil // tolerated: several IdPs omit it on PATCH and PUT
+	}
+	list, ok := raw.([]any)
+	if !ok {
+		return badRequest(scimerrors.ScimTypeInvalidSyntax, "schemas must be a list of URNs.")
+	}
+	for _, s := range list {
+		urn, _ := s.(string)
+		known := false
+		for _, k := range knownSchemas[kind] {
+			if strings.EqualFold(urn, k) {
+				known = true
+			}
+		}
+		if !known {
+			return badRequest(scimerrors.ScimTypeInvalidSyntax, fmt.Sprintf("Unknown schema %q for a %s.", urn, kind))
+		}
+	}
+	return nil
+}
+
+// readOnlyPaths may not be the target of a PATCH (RFC 7643: mutability readOnly).
+var readOnlyPaths = []string{"id", "meta", "schemas", "groups"}
+
+func prepareOp(op map[string]any) (changed bool, err error) {
+	opKey, pathKey, valueKey := findKey(op, "op"), findKey(op, "path"), findKey(op, "value")
+	name, _ := op[opKey].(string)
+	name = strings.ToLower(name)
+	path, _ := op[pathKey].(string)
+	path = strings.TrimSpace(path)
+	switch name {
+	case "add", "replace", "remove":
+	default:
+		return false, badRequest(scimerrors.ScimTypeInvalidValue, fmt.Sprintf("Unknown PATCH op %q.", name))
+	}
+	if path == "" && name == "remove" {
+		return false, badRequest(scimerrors.ScimTypeNoTarget, "A remove operation needs a path.")
+	}
+	if path != "" {
+		attr := strings.ToLower(path)
+		attr = strings.TrimPrefix(attr, strings.ToLower(userSchema)+":")
+		attr = strings.TrimPrefix(attr, strings.ToLower(groupSchema)+":")
+		for _, ro := range readOnlyPaths {
+			if attr == ro || strings.HasPrefix(attr, ro+".") || strings.HasPrefix(attr, ro+"[") {
+				return false, badRequest(scimerrors.ScimTypeMutability, fmt.Sprintf("%s is read-only.", path))
+			}
+		}
+	}
+	v, hasValue := op[valueKey]
+	if name == "replace" && path != "" && hasValue && v == nil {
+		// Entra clears an attribute with "value": null; the library wants a remove.
+		op[opKey] = "remove"
+		delete(op, valueKey)
+		return true, nil
+	}
+	if path != "" && isManagerPath(path) {
+		if managerAsObject(op, valueKey) {
+			if op[valueKey] == nil {
+				op[opKey] = "remove"
+				delete(op, valueKey)
+			}
+			return true, nil
+		}
+		return false, nil
+	}
+	if m, ok := v.(map[string]any); ok && path == "" {
+		for k := range m {
+			if isManagerPath(k) && managerAsObject(m, k) {
+				changed = true
+			}
+		}
+	}
+	return changed, nil
+}
+
+func isManagerPath(p string) bool {
+	return strings.EqualFold(p, enterpriseSchema+":manager")
+}
+
+// managerAsObject turns a bare manager id string at m[key] into {"value": id} ("" into null),
+// as RFC 7643 §4.3 shapes it; Entra ID sends the bare string. It reports whether it changed m.
+func managerAsObject(m map[string]any, key string) bool {
+	s, ok := m[key].(string)
+	if !ok {
+		return false
+	}
+	if strings.TrimSpace(s) == "" {
+		m[key] = nil
+	} else {
+		m[key] = map[string]any{"value": s}
+	}
+	return true
+}
+
+// checkJSONShape walks the body's tokens, refusing duplicate keys in any object (compared
+// case-insensitively, as SCIM attribute names are) and nesting deeper than maxJSONDepth.
+func checkJSONShape(body []byte) error {
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.UseNumber()
+	type frame struct {
+		object bool
+		keys   map[string]bool
+		expect bool // in an object: the next token is a key
+	}
+	var stack []*frame
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return badRequest(scimerrors.ScimTypeInvalidSyntax, "The request body is not valid JSON.")
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if top != nil && top.object && top.expect {
+			if k, ok := tok.(string); ok {
+				lk := strings.ToLower(k)
+				if top.keys[lk] {
+					return badRequest(scimerrors.ScimTypeInvalidSyntax, fmt.Sprintf("The key %q appears twice in one object.", k))
+				}
+				top.keys[lk] = true
+				top.expect = false
+				continue
+			}
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			if len(stack) >= maxJSONDepth {
+				return badRequest(scimerrors.ScimTypeInvalidSyntax, "The request body is nested too deeply.")
+			}
+			if top != nil && top.object {
+				top.expect = true
+			}
+			stack = append(stack, &frame{object: tok == json.Delim('{'), keys: map[string]bool{}, expect: tok == json.Delim('{')})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		default:
+			if top != nil && top.object {
+				top.expect = true
+			}
+		}
+	}
+}
