@@ -207,7 +207,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r2 := r.Clone(r.Context())
 	r2.URL.Path = path // elimity strips a leading /v2 itself; give it the bare resource path
 	s.lib.ServeHTTP(rec, r2)
-	s.finish(w, rec)
+	s.finish(w, r, rec)
 }
 
 // Filter limits, enforced before the library parses a filter (its parser and evaluator take
@@ -238,7 +238,9 @@ func checkFilter(f string) (scimerrors.ScimError, bool) {
 }
 
 // finish rewrites the library's response where it falls short of RFC 7644, then sends it.
-func (s *server) finish(w http.ResponseWriter, rec *recorder) {
+func (s *server) finish(w http.ResponseWriter, r *http.Request, rec *recorder) {
+	q := r.URL.Query()
+	projected := r.Method == http.MethodGet && (q.Get("attributes") != "" || q.Get("excludedAttributes") != "")
 	body := rec.body.Bytes()
 	if rec.status >= 500 {
 		// The library puts raw error text in 500 bodies; never pass it on.
@@ -265,10 +267,18 @@ func (s *server) finish(w http.ResponseWriter, rec *recorder) {
 				for _, r := range res {
 					if m, ok := r.(map[string]any); ok {
 						s.absoluteLocation(m)
+						if projected {
+							project(m, q)
+						}
 					}
 				}
-			} else if loc := s.absoluteLocation(doc); loc != "" && rec.status == http.StatusCreated {
-				rec.header.Set("Location", loc)
+			} else {
+				if loc := s.absoluteLocation(doc); loc != "" && rec.status == http.StatusCreated {
+					rec.header.Set("Location", loc)
+				}
+				if projected && doc["id"] != nil {
+					project(doc, q)
+				}
 			}
 			if b, err := json.Marshal(doc); err == nil {
 				body = b
