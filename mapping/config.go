@@ -74,7 +74,15 @@ type Config struct {
 	rules        []rule
 	defaultRoles []string
 	inactive     string
+	insights     string // InsightsWarn or InsightsStrip
 }
+
+// Policies for Flex Insights (wfo.*) roles given to a user who is neither supervisor nor admin:
+// Flex does not let agent-only users into Insights, so such roles cannot be honoured.
+const (
+	InsightsWarn  = "warn"  // keep the roles and report a warning (audited by sync)
+	InsightsStrip = "strip" // drop the wfo.* roles and report a warning
+)
 
 type attribute struct {
 	key string

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"text/template"
 	"unicode/utf16"
 )
@@ -32,6 +33,9 @@ type WorkerSpec struct {
 	// Owned lists the sorted keys the bridge owns, always including RolesKey
 	// and MarkerKey.
 	Owned []string
+	// Warnings name combinations Flex cannot honour (Insights roles for an
+	// agent-only user), handled per roles.insights; the caller audits them.
+	Warnings []string
 }
 
 // Marker is the value of the MarkerKey attribute.
@@ -71,6 +75,7 @@ func (c *Config) Evaluate(id Identity) (WorkerSpec, error) {
 		return fail(MarkerKey, ErrNoUserID)
 	}
 	spec.Access = true
+	roles, spec.Warnings = c.checkInsights(roles)
 	spec.Roles = roles
 	spec.Attributes = make(map[string]any, len(c.attrs)+2)
 	for _, a := range c.attrs {
@@ -122,6 +127,28 @@ func (c *Config) roles(id *Identity) []string {
 	}
 	slices.Sort(roles)
 	return slices.Compact(roles)
+}
+
+// checkInsights applies the Insights policy: wfo.* roles need supervisor or admin in Flex.
+func (c *Config) checkInsights(roles []string) ([]string, []string) {
+	if slices.Contains(roles, RoleSupervisor) || slices.Contains(roles, RoleAdmin) {
+		return roles, nil
+	}
+	var wfo []string
+	for _, r := range roles {
+		if strings.HasPrefix(r, "wfo.") {
+			wfo = append(wfo, r)
+		}
+	}
+	if len(wfo) == 0 {
+		return roles, nil
+	}
+	msg := fmt.Sprintf("Insights roles %s need supervisor or admin: Flex does not honour them for agent-only users", strings.Join(wfo, ", "))
+	if c.insights == InsightsStrip {
+		kept := slices.DeleteFunc(slices.Clone(roles), func(r string) bool { return strings.HasPrefix(r, "wfo.") })
+		return kept, []string{msg + " (removed)"}
+	}
+	return roles, []string{msg}
 }
 
 // CharCount counts characters the way TaskRouter's limits are applied, in

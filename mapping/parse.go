@@ -120,9 +120,20 @@ func (p *parser) parse(data []byte) *Config {
 }
 
 func (p *parser) roles(c *Config, n *yaml.Node) {
-	f, ok := p.fields(n, "roles", "default", "rules")
+	f, ok := p.fields(n, "roles", "default", "rules", "insights")
 	if !ok {
 		return
+	}
+	c.insights = InsightsWarn
+	if in := f["insights"]; in != nil {
+		if v, ok := p.str(in, "roles.insights"); ok {
+			switch v {
+			case InsightsWarn, InsightsStrip:
+				c.insights = v
+			default:
+				p.add("roles.insights", in, "must be %q or %q", InsightsWarn, InsightsStrip)
+			}
+		}
 	}
 	before := len(p.problems)
 	baseGranted := false

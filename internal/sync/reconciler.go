@@ -173,6 +173,7 @@ type outcome struct {
 	changed   []string
 	adopted   bool
 	reason    string // why a worker was removed
+	warnings  []string
 }
 
 func (r *Reconciler) process(ctx context.Context, it directory.SyncItem) {
@@ -201,6 +202,10 @@ func (r *Reconciler) process(ctx context.Context, it directory.SyncItem) {
 		zap.Strings("changed_keys", out.changed), zap.Duration("took", r.o.Now().Sub(start)))
 	if out.action != "worker.noop" {
 		r.audit(ctx, it, out, nil)
+		if len(out.warnings) > 0 {
+			// Combinations Flex cannot honour, flagged per the mapping's policy.
+			r.audit(ctx, it, outcome{action: "mapping.warning", workerSID: out.workerSID, warnings: out.warnings}, nil)
+		}
 	}
 }
 
@@ -235,7 +240,9 @@ func (r *Reconciler) reconcile(ctx context.Context, it directory.SyncItem) (outc
 		}
 		return r.remove(ctx, sid, spec.Reason)
 	}
-	return r.upsert(ctx, st, spec)
+	out, err := r.upsert(ctx, st, spec)
+	out.warnings = spec.Warnings
+	return out, err
 }
 
 // maxConflictRetries bounds how often an update is retried after a 412 (someone else wrote
@@ -351,6 +358,10 @@ func (r *Reconciler) audit(ctx context.Context, it directory.SyncItem, out outco
 	}
 	if out.reason != "" {
 		detail["reason"] = out.reason
+	}
+	if len(out.warnings) > 0 {
+		detail["warnings"] = out.warnings
+		rec.Outcome = "warning"
 	}
 	if out.adopted {
 		detail["adopted"] = true

@@ -435,3 +435,34 @@ func TestGroupMembershipDrivesRoles(t *testing.T) {
 		t.Errorf("bystander re-synced: %+v", st)
 	}
 }
+
+func TestInsightsWarningIsAudited(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "mapping.yaml")
+	m := "version: 1\nfriendly_name: \"{{ .UserName }}\"\nroles:\n  default: [agent]\n  rules:\n    - when: { group: \"Insights QM\" }\n      grant: [wfo.quality_manager]\n"
+	if err := os.WriteFile(file, []byte(m), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, file)
+	u := h.createUser("qm@example.com", "Quality Manager")
+	if _, err := h.store.CreateGroup(h.ctx, directory.Group{DisplayName: "Insights QM", Resource: json.RawMessage(`{}`), Members: []string{u.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	h.pass()
+	audit, err := h.store.ListAudit(h.ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range audit {
+		if r.Action == "mapping.warning" {
+			found = true
+			if r.Outcome != "warning" || !strings.Contains(string(r.Detail), "wfo.quality_manager") || r.UserID != u.ID {
+				t.Errorf("warning record %+v %s", r, r.Detail)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no mapping.warning audit record among %d", len(audit))
+	}
+}
