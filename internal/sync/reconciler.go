@@ -36,7 +36,7 @@ type Workers interface {
 	CreateWorker(ctx context.Context, friendlyName, attributes string) (taskrouter.Worker, error)
 	FetchWorker(ctx context.Context, sid string) (taskrouter.Worker, error)
 	FindWorker(ctx context.Context, friendlyName string) (taskrouter.Worker, bool, error)
-	UpdateWorkerAttributes(ctx context.Context, sid, attributes, ifMatch string) (taskrouter.Worker, error)
+	UpdateWorker(ctx context.Context, sid string, u taskrouter.WorkerUpdate, ifMatch string) (taskrouter.Worker, error)
 	TakeOffline(ctx context.Context, sid string) error
 	DeleteWorker(ctx context.Context, sid, ifMatch string) error
 }
@@ -53,7 +53,7 @@ type Options struct {
 	Owner       string        // lease owner id (unique per replica)
 	Interval    time.Duration // poll interval when idle (default 1s)
 	Concurrency int           // users processed at once (default 4)
-	Lease       time.Duration // how long a claim is held (default 2m)
+	Lease       time.Duration // how long a claim is held (default 5m)
 	MaxBackoff  time.Duration // cap of the retry backoff (default 5m)
 	// Identity turns a claimed user and its groups into the mapping's Identity (defaults to
 	// IdentityOf).
@@ -94,7 +94,7 @@ func New(o Options) *Reconciler {
 		o.Concurrency = 4
 	}
 	if o.Lease <= 0 {
-		o.Lease = 2 * time.Minute
+		o.Lease = 5 * time.Minute
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 5 * time.Minute
@@ -148,7 +148,9 @@ func (r *Reconciler) Run(ctx context.Context) error {
 
 // RunOnce claims one batch of pending users and processes it; it returns how many it claimed.
 func (r *Reconciler) RunOnce(ctx context.Context) (int, error) {
-	items, err := r.o.Store.ClaimPending(ctx, r.o.Owner, r.o.Lease, r.o.Concurrency*8)
+	// Claim no more than can be worked on at once, so no claim waits in a queue while its
+	// lease runs out.
+	items, err := r.o.Store.ClaimPending(ctx, r.o.Owner, r.o.Lease, r.o.Concurrency)
 	if err != nil {
 		return 0, fmt.Errorf("claim pending: %w", err)
 	}
@@ -212,7 +214,15 @@ func (r *Reconciler) process(ctx context.Context, it directory.SyncItem) {
 func (r *Reconciler) reconcile(ctx context.Context, it directory.SyncItem) (outcome, error) {
 	st := it.State
 	if it.User == nil || st.Deleted {
-		return r.remove(ctx, st.WorkerSID, "user deleted")
+		sid := st.WorkerSID
+		if sid == "" {
+			// The create may have happened with its answer lost: look for our worker by name.
+			var err error
+			if sid, err = r.ownWorker(ctx, st.UserName, st.UserID); err != nil {
+				return outcome{}, err
+			}
+		}
+		return r.remove(ctx, sid, "user deleted")
 	}
 	id, err := r.o.Identity(*it.User, it.Groups)
 	if err != nil {
@@ -228,14 +238,10 @@ func (r *Reconciler) reconcile(ctx context.Context, it directory.SyncItem) (outc
 	}
 	if !spec.Access {
 		sid := st.WorkerSID
-		if sid == "" {
-			// A worker may exist from an earlier life of this user; remove it only if it is ours.
-			w, found, err := r.o.Workers.FindWorker(ctx, spec.FriendlyName)
-			if err != nil {
+		if sid == "" && spec.FriendlyName != "" {
+			// A worker may exist from a lost create answer; remove it only if it is this user's.
+			if sid, err = r.ownWorker(ctx, spec.FriendlyName, st.UserID); err != nil {
 				return outcome{}, err
-			}
-			if found && mapping.HasMarker(w.Attributes) {
-				sid = w.SID
 			}
 		}
 		return r.remove(ctx, sid, spec.Reason)
@@ -243,6 +249,22 @@ func (r *Reconciler) reconcile(ctx context.Context, it directory.SyncItem) (outc
 	out, err := r.upsert(ctx, st, spec)
 	out.warnings = spec.Warnings
 	return out, err
+}
+
+// ownWorker returns the SID of the worker named name if it carries this user's ownership
+// marker, or "" when there is none (or it belongs to someone else: never touched).
+func (r *Reconciler) ownWorker(ctx context.Context, name, userID string) (string, error) {
+	if name == "" {
+		return "", nil
+	}
+	w, found, err := r.o.Workers.FindWorker(ctx, name)
+	if err != nil || !found {
+		return "", err
+	}
+	if m, ok := mapping.ReadMarker(w.Attributes); ok && m.UserID == userID {
+		return w.SID, nil
+	}
+	return "", nil
 }
 
 // maxConflictRetries bounds how often an update is retried after a 412 (someone else wrote
@@ -269,8 +291,14 @@ func (r *Reconciler) upsert(ctx context.Context, st directory.SyncState, spec ma
 		if err != nil {
 			return outcome{}, err
 		}
-		if found && !mapping.HasMarker(w.Attributes) {
-			return outcome{}, fmt.Errorf("a worker named %q exists and was not created by flexbridge; not adopting it", spec.FriendlyName)
+		if found {
+			m, marked := mapping.ReadMarker(w.Attributes)
+			if !marked {
+				return outcome{}, fmt.Errorf("a worker named %q exists and was not created by flexbridge; not adopting it", spec.FriendlyName)
+			}
+			if m.UserID != st.UserID {
+				return outcome{}, fmt.Errorf("a worker named %q exists and belongs to another flexbridge user (%s); not adopting it", spec.FriendlyName, m.UserID)
+			}
 		}
 		if !found {
 			attrs, changed, err := mapping.Merge("{}", spec)
@@ -293,6 +321,16 @@ func (r *Reconciler) upsert(ctx context.Context, st directory.SyncState, spec ma
 		if err != nil {
 			return outcome{}, err
 		}
+		var upd taskrouter.WorkerUpdate
+		if len(changed) > 0 {
+			upd.Attributes = merged
+		}
+		if w.FriendlyName != spec.FriendlyName {
+			// The userName (or what the mapping names workers after) changed: rename, or the
+			// next SSO login, whose NameID is the new name, would make a second worker.
+			upd.FriendlyName = spec.FriendlyName
+			changed = append(changed, "FriendlyName")
+		}
 		if len(changed) == 0 {
 			action := "worker.noop"
 			if adopted {
@@ -300,9 +338,12 @@ func (r *Reconciler) upsert(ctx context.Context, st directory.SyncState, spec ma
 			}
 			return outcome{action: action, workerSID: w.SID, adopted: adopted}, nil
 		}
-		_, err = r.o.Workers.UpdateWorkerAttributes(ctx, w.SID, merged, w.ETag)
+		_, err = r.o.Workers.UpdateWorker(ctx, w.SID, upd, w.ETag)
 		if err == nil {
 			return outcome{action: "worker.update", workerSID: w.SID, changed: changed, adopted: adopted}, nil
+		}
+		if upd.FriendlyName != "" && taskrouter.IsDuplicateName(err) {
+			return outcome{}, fmt.Errorf("cannot rename worker %s to %q: another worker has that name: %w", w.SID, spec.FriendlyName, err)
 		}
 		if !taskrouter.IsPreconditionFailed(err) || attempt >= maxConflictRetries {
 			return outcome{}, err

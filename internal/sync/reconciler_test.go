@@ -466,3 +466,87 @@ func TestInsightsWarningIsAudited(t *testing.T) {
 		t.Errorf("no mapping.warning audit record among %d", len(audit))
 	}
 }
+
+func (h *harness) rename(id, userName string) {
+	h.t.Helper()
+	if _, err := h.store.UpdateUser(h.ctx, id, func(u *directory.User) error {
+		u.UserName = userName
+		u.Resource = userResource(userName, "Renamed")
+		return nil
+	}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// A userName change renames the worker (Flex's NameID at the next login is the new name), and
+// a new user who takes the old name gets a worker of its own, never the first user's.
+func TestRenameAndNameReuse(t *testing.T) {
+	h := newHarness(t, "")
+	a := h.createUser("ada@example.com", "Ada")
+	h.pass()
+	wa, _ := h.worker("ada@example.com")
+	h.rename(a.ID, "ada.lovelace@example.com")
+	h.pass()
+	if _, found := h.worker("ada@example.com"); found {
+		t.Error("old name still in use after the rename")
+	}
+	renamed, found := h.worker("ada.lovelace@example.com")
+	if !found || renamed.SID != wa.SID {
+		t.Fatalf("worker not renamed in place: found=%v sid=%s want %s", found, renamed.SID, wa.SID)
+	}
+	b := h.createUser("ada@example.com", "Second Ada")
+	h.pass()
+	wb, found := h.worker("ada@example.com")
+	if !found || wb.SID == wa.SID {
+		t.Fatalf("second user got %s (first user's is %s)", wb.SID, wa.SID)
+	}
+	if m, _ := mapping.ReadMarker(wb.Attributes); m.UserID != b.ID {
+		t.Errorf("second worker's marker names %s, want %s", m.UserID, b.ID)
+	}
+	// Deactivating the second user removes only its own worker.
+	if _, err := h.store.UpdateUser(h.ctx, b.ID, func(u *directory.User) error { u.Active = false; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	h.pass()
+	if w, err := h.workers.FetchWorker(h.ctx, wa.SID); err != nil || w.FriendlyName != "ada.lovelace@example.com" {
+		t.Errorf("first user's worker affected: %v %v", w.FriendlyName, err)
+	}
+}
+
+// A worker carrying another user's marker is never adopted.
+func TestOtherUsersWorkerIsNotAdopted(t *testing.T) {
+	h := newHarness(t, "")
+	if _, err := h.workers.CreateWorker(h.ctx, "taken@example.com",
+		`{"flexbridge":{"managed":true,"user_id":"someone-else"},"roles":["admin"]}`); err != nil {
+		t.Fatal(err)
+	}
+	u := h.createUser("taken@example.com", "Taken")
+	h.pass()
+	if st := h.state(u.ID); !strings.Contains(st.LastError, "belongs to another flexbridge user") || st.WorkerSID != "" {
+		t.Errorf("state %+v", st)
+	}
+	w, _ := h.worker("taken@example.com")
+	if m, _ := mapping.ReadMarker(w.Attributes); m.UserID != "someone-else" {
+		t.Errorf("foreign marker overwritten: %s", w.Attributes)
+	}
+}
+
+// Deleting a user whose create answer was lost still removes the worker that was created.
+func TestDeleteAfterLostCreateRemovesWorker(t *testing.T) {
+	h := newHarness(t, "")
+	u := h.createUser("lost.delete@example.com", "Lost Delete")
+	h.sb.InjectFault(sandbox.Fault{Method: "POST", PathSuffix: "/Workers", Status: 503, Times: 1, Apply: true})
+	h.pass()
+	if _, found := h.worker("lost.delete@example.com"); !found {
+		t.Fatal("the faulted create did not create the worker")
+	}
+	if err := h.store.DeleteUser(h.ctx, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	h.clk.Advance(10 * time.Minute)
+	for h.pass() > 0 {
+	}
+	if _, found := h.worker("lost.delete@example.com"); found {
+		t.Error("orphan worker left behind")
+	}
+}

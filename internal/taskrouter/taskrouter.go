@@ -336,14 +336,33 @@ func fetchWorkerPage(api *openapi.ApiService, pageURL string) (*openapi.ListWork
 // equals it (else IsPreconditionFailed); an empty ifMatch updates unconditionally.
 // The returned worker carries the new ETag.
 func (c *Client) UpdateWorkerAttributes(ctx context.Context, sid, attributes, ifMatch string) (Worker, error) {
-	const op = "UpdateWorkerAttributes"
+	return c.UpdateWorker(ctx, sid, WorkerUpdate{Attributes: attributes}, ifMatch)
+}
+
+// WorkerUpdate is what UpdateWorker changes; empty fields are left as they are.
+type WorkerUpdate struct {
+	Attributes   string // the whole attributes JSON, exactly as given
+	FriendlyName string // a new name (unique per workspace, case-insensitively)
+}
+
+// UpdateWorker changes a worker's attributes and/or FriendlyName in one call, with the same
+// If-Match semantics as UpdateWorkerAttributes. A name taken by another worker fails with
+// IsDuplicateName.
+func (c *Client) UpdateWorker(ctx context.Context, sid string, u WorkerUpdate, ifMatch string) (Worker, error) {
+	const op = "UpdateWorker"
 	if !isSID(sid) {
 		return Worker{}, invalidArg(op, "invalid worker SID %q", sid)
 	}
-	if attributes == "" {
-		return Worker{}, invalidArg(op, "empty attributes")
+	if u.Attributes == "" && u.FriendlyName == "" {
+		return Worker{}, invalidArg(op, "nothing to update")
 	}
-	params := (&openapi.UpdateWorkerParams{}).SetAttributes(attributes)
+	params := &openapi.UpdateWorkerParams{}
+	if u.Attributes != "" {
+		params.SetAttributes(u.Attributes)
+	}
+	if u.FriendlyName != "" {
+		params.SetFriendlyName(u.FriendlyName)
+	}
 	if ifMatch != "" {
 		params.SetIfMatch(ifMatch)
 	}
