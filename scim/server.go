@@ -7,6 +7,7 @@ package scim
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,8 @@ import (
 	"github.com/elimity-com/scim/optional"
 	"github.com/elimity-com/scim/schema"
 	"go.uber.org/zap"
+
+	"github.com/flexbridge/flexbridge/internal/directory"
 )
 
 // Store is everything the SCIM endpoint needs from the directory.
@@ -39,6 +42,9 @@ type Options struct {
 	MaxBodyBytes int64  // default 1 MiB
 	// OnChange is called after every successful write, to wake the reconciler early.
 	OnChange func()
+	// Check, if set, vets a user about to be stored (e.g. that the mapping can turn it into a
+	// worker); an error refuses the write with 400 invalidValue and the error's text.
+	Check func(ctx context.Context, u directory.User) error
 }
 
 // BasePath is where the handler must be mounted.
@@ -70,7 +76,7 @@ func New(opts Options) (http.Handler, error) {
 	log := opts.Logger.Named("scim")
 	publicURL := strings.TrimRight(opts.PublicURL, "/")
 	userRT, groupRT := withCommon(schema.CoreUserSchema()), withCommon(schema.CoreGroupSchema())
-	u := &users{store: opts.Store, log: log, onChange: opts.OnChange,
+	u := &users{store: opts.Store, log: log, onChange: opts.OnChange, check: opts.Check,
 		schema: userRT, extensions: []schema.Schema{schema.ExtensionEnterpriseUser()}}
 	g := &groups{store: opts.Store, log: log, onChange: opts.OnChange, publicURL: publicURL, schema: groupRT}
 	lib, err := elimity.NewServer(&elimity.ServerArgs{

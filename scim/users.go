@@ -46,6 +46,7 @@ type users struct {
 	store      UserStore
 	log        *zap.Logger
 	onChange   func()
+	check      func(context.Context, directory.User) error
 	schema     schema.Schema   // for filter evaluation
 	extensions []schema.Schema // likewise
 }
@@ -90,6 +91,17 @@ func normalise(attrs map[string]any) (userName, externalID string, active bool, 
 	return un, ext, active, nil
 }
 
+// vet runs the configured check on a user about to be stored.
+func (h *users) vet(ctx context.Context, u directory.User) error {
+	if h.check == nil {
+		return nil
+	}
+	if err := h.check(ctx, u); err != nil {
+		return badRequest(scimerrors.ScimTypeInvalidValue, "The user cannot be turned into a Flex worker: "+err.Error())
+	}
+	return nil
+}
+
 func (h *users) changed() {
 	if h.onChange != nil {
 		h.onChange()
@@ -106,7 +118,11 @@ func (h *users) Create(r *http.Request, attrs elimity.ResourceAttributes) (elimi
 	if err != nil {
 		return elimity.Resource{}, err
 	}
-	u, err := h.store.CreateUser(r.Context(), directory.User{UserName: un, ExternalID: ext, Active: active, Resource: raw})
+	nu := directory.User{UserName: un, ExternalID: ext, Active: active, Resource: raw}
+	if err := h.vet(r.Context(), nu); err != nil {
+		return elimity.Resource{}, err
+	}
+	u, err := h.store.CreateUser(r.Context(), nu)
 	if err != nil {
 		return elimity.Resource{}, toSCIMError(r.Context(), h.log, err)
 	}
@@ -319,7 +335,7 @@ func (h *users) Replace(r *http.Request, id string, attrs elimity.ResourceAttrib
 			return errVersionMismatch
 		}
 		u.UserName, u.ExternalID, u.Active, u.Resource = un, ext, active, raw
-		return nil
+		return h.vet(r.Context(), *u)
 	})
 	if err != nil {
 		return elimity.Resource{}, toSCIMError(r.Context(), h.log, err)
@@ -350,7 +366,7 @@ func (h *users) Patch(r *http.Request, id string, ops []elimity.PatchOperation) 
 			return err
 		}
 		u.UserName, u.ExternalID, u.Active, u.Resource = un, ext, active, raw
-		return nil
+		return h.vet(r.Context(), *u)
 	})
 	if err != nil {
 		return elimity.Resource{}, toSCIMError(r.Context(), h.log, err)

@@ -162,6 +162,7 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		PublicURL:    c.Server.PublicURL,
 		MaxBodyBytes: c.Server.MaxBodyBytes,
 		OnChange:     a.reconciler.Notify,
+		Check:        a.checkUser(func() *mapping.Config { return m }),
 	})
 	if err != nil {
 		return nil, err
@@ -253,6 +254,37 @@ func (a *App) ensureToken(ctx context.Context) error {
 		"  Make more with `flexbridge token create --name NAME`; revoke with `flexbridge token revoke --name NAME`.\n\n",
 		name, secret, a.o.Config.Server.PublicURL, scim.BasePath)
 	return nil
+}
+
+// checkUser refuses, at the SCIM request, a user the mapping cannot turn into a worker (a
+// FriendlyName over 64 characters, attributes over TaskRouter's 4,096 characters, a bad
+// contact_uri): otherwise the IdP would be told 2xx while the worker, and any role revocation
+// in the same change, stayed stuck behind a sync error.
+func (a *App) checkUser(current func() *mapping.Config) func(context.Context, directory.User) error {
+	return func(ctx context.Context, u directory.User) error {
+		var groups []directory.GroupRef
+		if u.ID != "" {
+			var err error
+			if groups, err = a.store.GroupsOfUser(ctx, u.ID); err != nil && !errors.Is(err, directory.ErrNotFound) {
+				return nil // a store hiccup is not the client's fault; the write path reports it
+			}
+		}
+		id, err := sync.IdentityOf(u, groups)
+		if err != nil {
+			return err
+		}
+		if id.ID == "" {
+			id.ID = "00000000-0000-0000-0000-000000000000" // not assigned yet; only its length matters
+		}
+		spec, err := current().Evaluate(id)
+		if err != nil {
+			return err
+		}
+		if spec.Access {
+			_, _, err = mapping.Merge("{}", spec)
+		}
+		return err
+	}
 }
 
 // Addr is the address the HTTP server listens on.

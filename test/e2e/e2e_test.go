@@ -522,3 +522,34 @@ func TestEmbeddedDefault(t *testing.T) {
 		t.Error("no shutdown line in the log")
 	}
 }
+
+// A user the mapping cannot turn into a worker is refused at the SCIM request (400), instead of
+// being accepted and then stuck behind a sync error.
+func TestUnmappableUserIsRefused(t *testing.T) {
+	s := startStack(t)
+	long := strings.Repeat("x", 70) + "@example.com" // FriendlyName over 64 characters
+	status, _, doc := s.scim(t, "POST", "/Users", "application/scim+json", map[string]any{
+		"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:User"}, "userName": long,
+	})
+	if status != 400 || doc["scimType"] != "invalidValue" || !strings.Contains(fmt.Sprint(doc["detail"]), "64") {
+		t.Errorf("long userName: %d %v", status, doc)
+	}
+	status, _, doc = s.scim(t, "POST", "/Users", "application/scim+json", map[string]any{
+		"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:User"}, "userName": "ok@example.com",
+	})
+	if status != 201 {
+		t.Fatalf("create: %d %v", status, doc)
+	}
+	id := doc["id"].(string)
+	status, _, doc = s.scim(t, "PATCH", "/Users/"+id, "application/scim+json", map[string]any{
+		"schemas":    []string{"urn:ietf:params:scim:api:messages:2.0:PatchOp"},
+		"Operations": []any{map[string]any{"op": "replace", "path": "displayName", "value": strings.Repeat("B", 5000)}},
+	})
+	if status != 400 || !strings.Contains(fmt.Sprint(doc["detail"]), "4096") {
+		t.Errorf("5,000-character displayName: %d %v", status, doc)
+	}
+	_, _, doc = s.scim(t, "GET", "/Users/"+id, "", nil)
+	if doc["displayName"] != nil {
+		t.Errorf("the refused PATCH was stored: %v", doc["displayName"])
+	}
+}
