@@ -17,6 +17,10 @@ const (
 	patchOpSchema = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 	// maxJSONDepth bounds nesting in request bodies; SCIM resources are at most a few levels deep.
 	maxJSONDepth = 32
+	// MaxPatchOperations bounds the operations of one PATCH request.
+	MaxPatchOperations = 1000
+	// MaxUserListValues bounds each multi-valued attribute of a user (emails, phoneNumbers, ...).
+	MaxUserListValues = 100
 )
 
 // knownSchemas are the schema URNs a body may declare, by the kind of body.
@@ -67,6 +71,9 @@ func prepareBody(kind string, body []byte) ([]byte, error) {
 	switch kind {
 	case "PatchOp":
 		ops, _ := doc[findKey(doc, "Operations")].([]any)
+		if len(ops) > MaxPatchOperations {
+			return nil, badRequest(scimerrors.ScimTypeInvalidValue, fmt.Sprintf("A PATCH may carry at most %d operations.", MaxPatchOperations))
+		}
 		for i, o := range ops {
 			op, ok := o.(map[string]any)
 			if !ok {

@@ -39,7 +39,7 @@ func toSCIMError(ctx context.Context, log *zap.Logger, err error) scimerrors.Sci
 		return scimerrors.ScimError{Status: http.StatusNotFound, Detail: "Resource not found."}
 	case errors.Is(err, directory.ErrConflict):
 		return scimerrors.ScimError{Status: http.StatusConflict, ScimType: scimerrors.ScimTypeUniqueness,
-			Detail: "A user with this userName already exists."}
+			Detail: "A resource with this name already exists (userName for users, displayName for groups; compared ignoring case)."}
 	case errors.Is(err, directory.ErrPrecondition), errors.Is(err, errVersionMismatch):
 		return scimerrors.ScimError{Status: http.StatusPreconditionFailed,
 			Detail: "The resource has changed since the version given in If-Match."}

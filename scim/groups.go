@@ -57,10 +57,22 @@ func groupFields(attrs map[string]any) (displayName, externalID string, members 
 	}
 	externalID, _ = attrs[findKey(attrs, "externalId")].(string)
 	mk := findKey(attrs, "members")
-	list, _ := attrs[mk].([]any)
+	var list []any
+	switch v := attrs[mk].(type) {
+	case nil:
+	case []any:
+		list = v
+	case map[string]any:
+		list = []any{v} // one member sent as an object
+	default:
+		return "", "", nil, badRequest(scimerrors.ScimTypeInvalidValue, "members must be a list of {\"value\": <user id>}.")
+	}
 	seen := map[string]bool{}
 	for _, m := range list {
-		el, _ := m.(map[string]any)
+		el, ok := m.(map[string]any)
+		if !ok {
+			return "", "", nil, badRequest(scimerrors.ScimTypeInvalidValue, "Every member must be an object with a value.")
+		}
 		v, _ := el[findKey(el, "value")].(string)
 		if v == "" {
 			return "", "", nil, badRequest(scimerrors.ScimTypeInvalidValue, "Every member needs a value (the user's id).")

@@ -77,6 +77,11 @@ func applyPath(res map[string]any, p filter.Path, op string, value any) error {
 	}
 
 	if sub := ap.SubAttributeName(); sub != "" {
+		if list, ok := c[name].([]any); ok || multiValued[strings.ToLower(name)] {
+			// emails.value and the like, without a filter: every element's sub-attribute
+			// (a new single element when there is none yet).
+			return applySubToAll(c, name, list, sub, op, value)
+		}
 		parent, _ := c[name].(map[string]any)
 		if parent == nil {
 			if op == elimity.PatchOperationRemove {
@@ -136,6 +141,29 @@ func applyPath(res map[string]any, p filter.Path, op string, value any) error {
 			}
 		}
 		c[name] = value
+	}
+	return nil
+}
+
+func applySubToAll(c map[string]any, name string, list []any, sub, op string, value any) error {
+	if len(list) == 0 {
+		if op == elimity.PatchOperationRemove || isEmpty(value) {
+			return nil
+		}
+		c[name] = []any{map[string]any{sub: value}}
+		return nil
+	}
+	for _, el := range list {
+		m, ok := el.(map[string]any)
+		if !ok {
+			continue
+		}
+		k := findKey(m, sub)
+		if op == elimity.PatchOperationRemove || isEmpty(value) {
+			delete(m, k)
+		} else {
+			m[k] = value
+		}
 	}
 	return nil
 }
@@ -319,46 +347,44 @@ func mergeInto(dst, src map[string]any) {
 	}
 }
 
-func sameElement(a, b any) bool {
-	am, aok := a.(map[string]any)
-	bm, bok := b.(map[string]any)
-	if aok && bok {
-		av, aHas := am[findKey(am, "value")]
-		bv, bHas := bm[findKey(bm, "value")]
-		if aHas && bHas {
-			return equalFold(av, bv)
+// elementKey identifies a multi-valued element for de-duplication: its "value" (compared
+// case-insensitively) when it has one, else its whole printed form.
+func elementKey(el any) string {
+	if m, ok := el.(map[string]any); ok {
+		if v, has := m[findKey(m, "value")]; has {
+			if s, ok := v.(string); ok {
+				return "v:" + strings.ToLower(s)
+			}
+			return "v:" + fmt.Sprint(v)
 		}
 	}
-	return fmt.Sprint(a) == fmt.Sprint(b)
+	return "x:" + fmt.Sprint(el)
 }
 
+// appendUnique adds the elements of add not already in list (linear in both lengths).
 func appendUnique(list, add []any) []any {
+	seen := make(map[string]bool, len(list)+len(add))
+	for _, cur := range list {
+		seen[elementKey(cur)] = true
+	}
 	for _, a := range add {
-		dup := false
-		for _, cur := range list {
-			if sameElement(cur, a) {
-				dup = true
-				break
-			}
-		}
-		if !dup {
+		if k := elementKey(a); !seen[k] {
+			seen[k] = true
 			list = append(list, a)
 		}
 	}
 	return list
 }
 
+// removeElements drops from list every element that matches one of drop.
 func removeElements(list, drop []any) []any {
+	gone := make(map[string]bool, len(drop))
+	for _, d := range drop {
+		gone[elementKey(d)] = true
+	}
 	out := list[:0:0]
 	for _, cur := range list {
-		gone := false
-		for _, d := range drop {
-			if sameElement(cur, d) {
-				gone = true
-				break
-			}
-		}
-		if !gone {
+		if !gone[elementKey(cur)] {
 			out = append(out, cur)
 		}
 	}

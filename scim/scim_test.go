@@ -193,6 +193,7 @@ func TestBadInput(t *testing.T) {
 		many := strings.TrimSuffix(strings.Repeat(`userName eq "x" or `, 20), " or ")
 		assertSCIMError(t, e.do("GET", "/Users?filter="+url.QueryEscape(many), "", ""), 400, "tooMany")
 		assertSCIMError(t, e.do("GET", "/Users?filter="+url.QueryEscape(`password eq "1mz050nq"`), "", ""), 400, "invalidFilter")
+		assertSCIMError(t, e.do("GET", "/Users?filter="+url.QueryEscape(`userName eq "a" or PASSWORD pr`), "", ""), 400, "invalidFilter")
 	})
 	t.Run("POST ServiceProviderConfig", func(t *testing.T) {
 		assertSCIMError(t, e.do("POST", "/ServiceProviderConfig", okta, `{}`), 405, "")
@@ -250,7 +251,8 @@ func TestAuth(t *testing.T) {
 
 func TestCreateGetAndList(t *testing.T) {
 	e := newEnv(t)
-	a := e.do("POST", "/Users", "application/json", userJSON("Runscope123Abc@atko.com", `"password":"1mz050nq"`, `"groups":[]`))
+	a := e.do("POST", "/Users", "application/json", userJSON("Runscope123Abc@atko.com", `"password":"1mz050nq"`, `"groups":[]`,
+		`"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"department":"Sales"}`))
 	if a.status != 201 {
 		t.Fatalf("create: %d %s", a.status, a.raw)
 	}
@@ -309,6 +311,9 @@ func TestCreateGetAndList(t *testing.T) {
 		{`id eq "00000000-0000-0000-0000-000000000000"`, 0},
 		{`meta.lastModified gt "2000-01-01T00:00:00Z"`, 1},
 		{`meta.lastModified ge "2999-01-01T00:00:00Z"`, 0},
+		{`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "Sales"`, 1},
+		{`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "Retail"`, 0},
+		{`userName eq "password.reset@atko.com"`, 0},
 	} {
 		l := e.do("GET", "/Users?filter="+url.QueryEscape(q.filter)+"&startIndex=1&count=100", "", "")
 		if l.status != 200 || l.body["totalResults"] != q.total {

@@ -21,6 +21,7 @@ import (
 	scimerrors "github.com/elimity-com/scim/errors"
 	"github.com/elimity-com/scim/optional"
 	"github.com/elimity-com/scim/schema"
+	filter "github.com/scim2/filter-parser/v2"
 	"go.uber.org/zap"
 
 	"github.com/flexbridge/flexbridge/internal/directory"
@@ -238,9 +239,26 @@ func checkFilter(f string) (scimerrors.ScimError, bool) {
 		return badRequest(scimerrors.ScimTypeTooMany, fmt.Sprintf("The filter has more than %d clauses.", MaxFilterClauses)), false
 	}
 	if strings.Contains(lower, "password") {
-		return badRequest(scimerrors.ScimTypeInvalidFilter, "Filtering on password is not allowed."), false
+		if expr, err := filter.ParseFilter([]byte(f)); err == nil && filtersOn(expr, "password") {
+			return badRequest(scimerrors.ScimTypeInvalidFilter, "Filtering on password is not allowed."), false
+		}
 	}
 	return scimerrors.ScimError{}, true
+}
+
+// filtersOn reports whether the filter compares the attribute name (in any part, any case).
+func filtersOn(e filter.Expression, name string) bool {
+	switch e := e.(type) {
+	case *filter.AttributeExpression:
+		return strings.EqualFold(e.AttributePath.AttributeName, name) || strings.EqualFold(e.AttributePath.SubAttributeName(), name)
+	case *filter.LogicalExpression:
+		return filtersOn(e.Left, name) || filtersOn(e.Right, name)
+	case *filter.NotExpression:
+		return filtersOn(e.Expression, name)
+	case *filter.ValuePath:
+		return strings.EqualFold(e.AttributePath.AttributeName, name) || filtersOn(e.ValueFilter, name)
+	}
+	return false
 }
 
 // finish rewrites the library's response where it falls short of RFC 7644, then sends it.

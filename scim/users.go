@@ -88,6 +88,11 @@ func normalise(attrs map[string]any) (userName, externalID string, active bool, 
 		}
 	}
 	attrs[findKey(attrs, "active")] = active
+	for k, v := range attrs {
+		if l, ok := v.([]any); ok && len(l) > MaxUserListValues {
+			return "", "", false, badRequest(scimerrors.ScimTypeInvalidValue, fmt.Sprintf("%s has more than %d values.", k, MaxUserListValues))
+		}
+	}
 	return un, ext, active, nil
 }
 
@@ -226,12 +231,20 @@ func passesResource(v filterer, res elimity.Resource) (ok bool, err error) {
 	}
 	meta := map[string]any{}
 	if res.Meta.Created != nil {
-		meta["created"] = res.Meta.Created.UTC().Format(time.RFC3339)
+		meta["created"] = res.Meta.Created.UTC().Format(time.RFC3339Nano)
 	}
 	if res.Meta.LastModified != nil {
-		meta["lastModified"] = res.Meta.LastModified.UTC().Format(time.RFC3339)
+		meta["lastModified"] = res.Meta.LastModified.UTC().Format(time.RFC3339Nano)
 	}
 	m["meta"] = meta
+	// The library looks extension attributes up as "<schema URN>:<name>" at the top level.
+	for k, v := range res.Attributes {
+		if ext, ok := v.(map[string]any); ok && strings.HasPrefix(strings.ToLower(k), "urn:") {
+			for ek, ev := range ext {
+				m[k+":"+ek] = ev
+			}
+		}
+	}
 	defer func() {
 		// elimity's evaluator panics on expression kinds it does not know.
 		if p := recover(); p != nil {

@@ -226,9 +226,10 @@ func (a *App) startSandbox(ctx context.Context, tcfg taskrouter.Config) (taskrou
 	return tcfg, nil
 }
 
-// ensureToken creates and prints a first SCIM token when the store has no active one.
+// ensureToken creates and prints a first SCIM token on the very first start (no token was ever
+// made). After an operator revokes every token, none is re-issued behind their back.
 func (a *App) ensureToken(ctx context.Context) error {
-	toks, err := a.store.ActiveTokens(ctx)
+	toks, err := a.store.ListTokens(ctx)
 	if err != nil {
 		return fmt.Errorf("read tokens: %w", err)
 	}
