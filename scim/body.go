@@ -74,6 +74,7 @@ func prepareBody(kind string, body []byte) ([]byte, error) {
 		if len(ops) > MaxPatchOperations {
 			return nil, badRequest(scimerrors.ScimTypeInvalidValue, fmt.Sprintf("A PATCH may carry at most %d operations.", MaxPatchOperations))
 		}
+		var out []any
 		for i, o := range ops {
 			op, ok := o.(map[string]any)
 			if !ok {
@@ -84,6 +85,20 @@ func prepareBody(kind string, body []byte) ([]byte, error) {
 				return nil, err
 			}
 			changed = changed || c
+			// A path-less value map that clears attributes with null or "" (Entra's null test):
+			// the library refuses null members, so each clear becomes a remove of its own, and
+			// a map left empty is dropped.
+			removes := splitClears(op)
+			if m, isMap := op[findKey(op, "value")].(map[string]any); len(removes) == 0 || !isMap || len(m) > 0 {
+				out = append(out, op)
+			}
+			if len(removes) > 0 {
+				changed = true
+				out = append(out, removes...)
+			}
+		}
+		if changed {
+			doc[findKey(doc, "Operations")] = out
 		}
 	case "User":
 		if ext, ok := doc[findKey(doc, enterpriseSchema)].(map[string]any); ok {
@@ -172,6 +187,32 @@ func prepareOp(op map[string]any) (changed bool, err error) {
 		}
 	}
 	return changed, nil
+}
+
+// splitClears takes the null and "" members out of a path-less add/replace value map and
+// returns a remove operation for each.
+func splitClears(op map[string]any) []any {
+	if p, _ := op[findKey(op, "path")].(string); strings.TrimSpace(p) != "" {
+		return nil
+	}
+	name, _ := op[findKey(op, "op")].(string)
+	if !strings.EqualFold(name, "replace") && !strings.EqualFold(name, "add") {
+		return nil
+	}
+	m, ok := op[findKey(op, "value")].(map[string]any)
+	if !ok {
+		return nil
+	}
+	var removes []any
+	for k, v := range m {
+		if s, isStr := v.(string); v == nil || (isStr && s == "") {
+			delete(m, k)
+			if strings.EqualFold(name, "replace") {
+				removes = append(removes, map[string]any{"op": "remove", "path": k})
+			}
+		}
+	}
+	return removes
 }
 
 func isManagerPath(p string) bool {

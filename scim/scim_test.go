@@ -691,3 +691,29 @@ func TestEntraManagerAndNull(t *testing.T) {
 		}
 	}
 }
+
+func TestPathlessClear(t *testing.T) {
+	e := newEnv(t)
+	id := e.create("clear@example.com", `"title":"Dr","nickName":"G","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"manager":{"value":"m1"},"department":"Sales"}`)
+	a := e.do("PATCH", "/Users/"+id, okta, patchBody(`{"op":"replace","value":{"title":null,"nickName":"","displayName":"Kept","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager":""}}`))
+	if a.status != 200 {
+		t.Fatalf("%d %s", a.status, a.raw)
+	}
+	if _, has := a.body["title"]; has {
+		t.Errorf("title not cleared: %s", a.raw)
+	}
+	if _, has := a.body["nickName"]; has {
+		t.Errorf("nickName not cleared: %s", a.raw)
+	}
+	if a.body["displayName"] != "Kept" {
+		t.Errorf("displayName not set: %s", a.raw)
+	}
+	ext, _ := a.body["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"].(map[string]any)
+	if _, has := ext["manager"]; has || ext["department"] != "Sales" {
+		t.Errorf("extension after clearing manager: %v", ext)
+	}
+	// Only clears: the value map ends up empty and only the removes remain.
+	if a := e.do("PATCH", "/Users/"+id, okta, patchBody(`{"op":"replace","value":{"displayName":null}}`)); a.status != 200 || a.body["displayName"] != nil {
+		t.Errorf("clear-only map: %d %s", a.status, a.raw)
+	}
+}
