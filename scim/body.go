@@ -15,6 +15,9 @@ import (
 const (
 	groupSchema   = "urn:ietf:params:scim:schemas:core:2.0:Group"
 	patchOpSchema = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+	// entraLegacyGroupSchema is a schema Entra ID's own SCIM tutorial still sends on group
+	// creation (Microsoft lists it as a fixed bug); it carries nothing flexbridge reads.
+	entraLegacyGroupSchema = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"
 	// maxJSONDepth bounds nesting in request bodies; SCIM resources are at most a few levels deep.
 	maxJSONDepth = 32
 	// MaxPatchOperations bounds the operations of one PATCH request.
@@ -26,7 +29,7 @@ const (
 // knownSchemas are the schema URNs a body may declare, by the kind of body.
 var knownSchemas = map[string][]string{
 	"User":    {userSchema, enterpriseSchema},
-	"Group":   {groupSchema},
+	"Group":   {groupSchema, entraLegacyGroupSchema},
 	"PatchOp": {patchOpSchema},
 }
 
@@ -169,6 +172,19 @@ func prepareOp(op map[string]any) (changed bool, err error) {
 		delete(op, valueKey)
 		return true, nil
 	}
+	if strings.EqualFold(path, "manager") {
+		// Entra's sample: {"op":"Add","path":"manager","value":[{"$ref":"…","value":"<id>"}]}
+		op[pathKey] = enterpriseSchema + ":manager"
+		path = enterpriseSchema + ":manager"
+		if l, ok := v.([]any); ok && len(l) == 1 {
+			v = l[0]
+		}
+		if m, ok := v.(map[string]any); ok {
+			v = m[findKey(m, "value")]
+		}
+		op[valueKey] = v
+		changed = true
+	}
 	if path != "" && isManagerPath(path) {
 		if managerAsObject(op, valueKey) {
 			if op[valueKey] == nil {
@@ -177,7 +193,7 @@ func prepareOp(op map[string]any) (changed bool, err error) {
 			}
 			return true, nil
 		}
-		return false, nil
+		return changed, nil
 	}
 	if m, ok := v.(map[string]any); ok && path == "" {
 		for k := range m {

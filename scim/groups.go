@@ -125,8 +125,8 @@ func (h *groups) GetAll(r *http.Request, params elimity.ListRequestParams) (elim
 	}
 	withMembers := !excludes(r, "members")
 	var expr filter.Expression
-	if params.FilterValidator != nil {
-		expr = params.FilterValidator.GetFilter()
+	if e := requestFilter(r.Context()); e != nil {
+		expr = e
 	}
 	q, indexed := indexedGroupQuery(expr)
 	q.WithMembers = withMembers

@@ -118,6 +118,10 @@ func New(opts Options) (http.Handler, error) {
 		log:       log,
 		publicURL: publicURL,
 		maxBody:   opts.MaxBodyBytes,
+		filterSchemas: map[string][]schema.Schema{
+			"Users":  {userRT, schema.ExtensionEnterpriseUser()},
+			"Groups": {groupRT},
+		},
 	}
 	auth := &bearerAuth{tokens: opts.Store, log: log, now: opts.Now, touched: map[int64]time.Time{}}
 	return auth.wrap(s), nil
@@ -152,10 +156,12 @@ func withCommon(s schema.Schema) schema.Schema {
 }
 
 type server struct {
-	lib       elimity.Server
-	log       *zap.Logger
-	publicURL string
-	maxBody   int64
+	// filterSchemas are the schemas list filters may name, by endpoint ("Users", "Groups").
+	filterSchemas map[string][]schema.Schema
+	lib           elimity.Server
+	log           *zap.Logger
+	publicURL     string
+	maxBody       int64
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -176,9 +182,28 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serviceProviderConfig(w)
 		return
 	}
-	if se, ok := checkFilter(r.URL.Query().Get("filter")); !ok {
-		writeError(w, se)
-		return
+	if f := r.URL.Query().Get("filter"); f != "" {
+		if se, ok := checkFilter(f); !ok {
+			writeError(w, se)
+			return
+		}
+		if schemas, ok := s.filterSchemas[strings.TrimPrefix(path, "/")]; ok && r.Method == http.MethodGet {
+			// Users and Groups lists: parse and validate here, hand the parsed filter to the
+			// handler through the context, and keep the library's validator out of it.
+			expr, err := filter.ParseFilter([]byte(normaliseFilter(f)))
+			if err != nil {
+				writeError(w, badRequest(scimerrors.ScimTypeInvalidFilter, "The filter is not valid RFC 7644 filter syntax."))
+				return
+			}
+			if err := validateFilter(expr, schemas); err != nil {
+				writeError(w, badRequest(scimerrors.ScimTypeInvalidFilter, "The filter is not valid: "+err.Error()+"."))
+				return
+			}
+			q := r.URL.Query()
+			q.Del("filter")
+			r = r.Clone(context.WithValue(r.Context(), filterKey{}, expr))
+			r.URL.RawQuery = q.Encode()
+		}
 	}
 	if r.Body != nil && r.Method != http.MethodGet && r.Method != http.MethodDelete {
 		if ct := r.Header.Get("Content-Type"); ct != "" {
@@ -209,6 +234,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
+		r = r.WithContext(context.WithValue(r.Context(), rawBodyKey{}, body))
 	}
 	rec := &recorder{header: http.Header{}, status: http.StatusOK}
 	r2 := r.Clone(r.Context())
@@ -351,6 +377,15 @@ func (s *server) serviceProviderConfig(w http.ResponseWriter) {
 	raw, _ := json.Marshal(doc)
 	w.Header().Set("Content-Type", contentType)
 	_, _ = w.Write(raw)
+}
+
+type rawBodyKey struct{}
+
+// rawBody is the request body as the client sent it (after prepareBody), for the few places
+// where the library's schema validation drops something an IdP relies on.
+func rawBody(ctx context.Context) []byte {
+	b, _ := ctx.Value(rawBodyKey{}).([]byte)
+	return b
 }
 
 // recorder buffers the library's response so finish can correct it.

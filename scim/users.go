@@ -113,8 +113,36 @@ func (h *users) changed() {
 	}
 }
 
+// keepManagerDisplayName puts back the enterprise manager's displayName that the library drops
+// as read-only: OneLogin sends {"value":"","displayName":"Maria Garcia"} and nothing else
+// identifies the manager.
+func keepManagerDisplayName(m map[string]any, raw []byte) {
+	var body map[string]any
+	if json.Unmarshal(raw, &body) != nil {
+		return
+	}
+	src, _ := body[findKey(body, enterpriseSchema)].(map[string]any)
+	mgr, _ := src[findKey(src, "manager")].(map[string]any)
+	dn, _ := mgr[findKey(mgr, "displayName")].(string)
+	if dn == "" {
+		return
+	}
+	ext, _ := m[findKey(m, enterpriseSchema)].(map[string]any)
+	if ext == nil {
+		ext = map[string]any{}
+		m[enterpriseSchema] = ext
+	}
+	dst, _ := ext[findKey(ext, "manager")].(map[string]any)
+	if dst == nil {
+		dst = map[string]any{}
+		ext["manager"] = dst
+	}
+	dst["displayName"] = dn
+}
+
 func (h *users) Create(r *http.Request, attrs elimity.ResourceAttributes) (elimity.Resource, error) {
 	m := map[string]any(attrs)
+	keepManagerDisplayName(m, rawBody(r.Context()))
 	un, ext, active, err := normalise(m)
 	if err != nil {
 		return elimity.Resource{}, err
@@ -154,8 +182,8 @@ func (h *users) GetAll(r *http.Request, params elimity.ListRequestParams) (elimi
 		limit = -1 // only the total
 	}
 	var expr filter.Expression
-	if params.FilterValidator != nil {
-		expr = params.FilterValidator.GetFilter()
+	if e := requestFilter(r.Context()); e != nil {
+		expr = e
 	}
 	if id, ok := idEquals(expr); ok {
 		// id eq "…": one read by primary key.
@@ -334,6 +362,7 @@ func page(list []directory.User, total int) (elimity.Page, error) {
 
 func (h *users) Replace(r *http.Request, id string, attrs elimity.ResourceAttributes) (elimity.Resource, error) {
 	m := map[string]any(attrs)
+	keepManagerDisplayName(m, rawBody(r.Context()))
 	un, ext, active, err := normalise(m)
 	if err != nil {
 		return elimity.Resource{}, err

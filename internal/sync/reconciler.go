@@ -29,6 +29,7 @@ type Store interface {
 	MarkApplied(ctx context.Context, userID string, gen int64, workerSID string) error
 	MarkFailed(ctx context.Context, userID string, gen int64, errText string, next time.Time) error
 	AppendAudit(ctx context.Context, r directory.AuditRecord) error
+	GetUser(ctx context.Context, id string) (directory.User, error)
 }
 
 // Workers is what the reconciler needs from TaskRouter (internal/taskrouter.Client).
@@ -228,6 +229,9 @@ func (r *Reconciler) reconcile(ctx context.Context, it directory.SyncItem) (outc
 	if err != nil {
 		return outcome{}, fmt.Errorf("read identity: %w", err)
 	}
+	if err := r.resolveManager(ctx, &id); err != nil {
+		return outcome{}, err
+	}
 	cfg := r.o.Mapping()
 	if cfg == nil {
 		return outcome{}, errors.New("no mapping loaded")
@@ -265,6 +269,42 @@ func (r *Reconciler) ownWorker(ctx context.Context, name, userID string) (string
 		return w.SID, nil
 	}
 	return "", nil
+}
+
+// resolveManager fills the manager's display name from the directory when the IdP sent only
+// the manager's id (Entra ID does; RFC 7643 §4.3 makes displayName the service provider's to
+// fill). A manager flexbridge does not know keeps an empty name.
+func (r *Reconciler) resolveManager(ctx context.Context, id *mapping.Identity) error {
+	mgr := &id.Enterprise.Manager
+	if mgr.ID == "" || mgr.DisplayName != "" {
+		return nil
+	}
+	u, err := r.o.Store.GetUser(ctx, mgr.ID)
+	if errors.Is(err, directory.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read manager: %w", err)
+	}
+	m, err := IdentityOf(u, nil)
+	if err != nil {
+		return nil
+	}
+	mgr.DisplayName = displayName(m)
+	return nil
+}
+
+func displayName(id mapping.Identity) string {
+	if id.DisplayName != "" {
+		return id.DisplayName
+	}
+	if id.Name.Formatted != "" {
+		return id.Name.Formatted
+	}
+	if n := strings.TrimSpace(id.Name.GivenName + " " + id.Name.FamilyName); n != "" {
+		return n
+	}
+	return id.UserName
 }
 
 // maxConflictRetries bounds how often an update is retried after a 412 (someone else wrote
