@@ -24,6 +24,11 @@ if [ "${#need_apt[@]}" -gt 0 ] && [ "${SKIP_INSTALL:-}" != 1 ]; then
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+if [ "${SKIP_INSTALL:-}" != 1 ]; then
+  # SimpleSAMLphp (a real IdP), PHP and Chromium for the SAML browser tests.
+  bash test/idp/install.sh
+fi
+
 if [ ! -x test/tools/node_modules/.bin/prism ]; then
   step "installing npm test tools (Prism)"
   (cd test/tools && npm ci --no-audit --no-fund --loglevel=error)
