@@ -22,6 +22,9 @@ const (
 	maxJSONDepth = 32
 	// MaxPatchOperations bounds the operations of one PATCH request.
 	MaxPatchOperations = 1000
+	// MaxFilteredPaths bounds the value-filtered paths (emails[type eq "work"].value) of one
+	// PATCH: each is a scan of its list.
+	MaxFilteredPaths = 100
 	// MaxUserListValues bounds each multi-valued attribute of a user (emails, phoneNumbers, ...).
 	MaxUserListValues = 100
 )
@@ -74,8 +77,8 @@ func prepareBody(kind string, body []byte) ([]byte, error) {
 	switch kind {
 	case "PatchOp":
 		ops, _ := doc[findKey(doc, "Operations")].([]any)
-		if len(ops) > MaxPatchOperations {
-			return nil, badRequest(scimerrors.ScimTypeInvalidValue, fmt.Sprintf("A PATCH may carry at most %d operations.", MaxPatchOperations))
+		if err := checkPatchSize(ops); err != nil {
+			return nil, err
 		}
 		var out []any
 		for i, o := range ops {
@@ -112,6 +115,36 @@ func prepareBody(kind string, body []byte) ([]byte, error) {
 		return body, nil
 	}
 	return json.Marshal(doc)
+}
+
+// checkPatchSize bounds the work one PATCH can ask for, counting each attribute of a path-less
+// value map as an operation (they are applied one by one).
+func checkPatchSize(ops []any) error {
+	n, filtered := 0, 0
+	count := func(path string) {
+		n++
+		if strings.Contains(path, "[") {
+			filtered++
+		}
+	}
+	for _, o := range ops {
+		op, _ := o.(map[string]any)
+		path, _ := op[findKey(op, "path")].(string)
+		if m, ok := op[findKey(op, "value")].(map[string]any); ok && strings.TrimSpace(path) == "" {
+			for k := range m {
+				count(k)
+			}
+			continue
+		}
+		count(path)
+	}
+	if n > MaxPatchOperations {
+		return badRequest(scimerrors.ScimTypeInvalidValue, fmt.Sprintf("A PATCH may change at most %d attributes.", MaxPatchOperations))
+	}
+	if filtered > MaxFilteredPaths {
+		return badRequest(scimerrors.ScimTypeInvalidValue, fmt.Sprintf("A PATCH may use at most %d filtered paths.", MaxFilteredPaths))
+	}
+	return nil
 }
 
 func checkSchemas(kind string, doc map[string]any) error {

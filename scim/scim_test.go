@@ -717,3 +717,19 @@ func TestPathlessClear(t *testing.T) {
 		t.Errorf("clear-only map: %d %s", a.status, a.raw)
 	}
 }
+
+// One PATCH may not ask for unbounded work inside the write transaction.
+func TestPatchSizeLimits(t *testing.T) {
+	e := newEnv(t)
+	id := e.create("big@example.com")
+	var keys []string
+	for i := range 150 {
+		keys = append(keys, `"emails[type eq \"t`+itoa(i)+`\"].value":"v`+itoa(i)+`@x.y"`)
+	}
+	assertSCIMError(t, e.do("PATCH", "/Users/"+id, okta, patchBody(`{"op":"replace","value":{`+strings.Join(keys, ",")+`}}`)), 400, "invalidValue")
+	var ops []string
+	for i := range 1001 {
+		ops = append(ops, `{"op":"replace","path":"title","value":"t`+itoa(i)+`"}`)
+	}
+	assertSCIMError(t, e.do("PATCH", "/Users/"+id, okta, patchBody(strings.Join(ops, ","))), 400, "invalidValue")
+}
