@@ -12,6 +12,8 @@ package config
 import (
 	"net"
 	"net/url"
+	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -25,6 +27,7 @@ type Config struct {
 	Twilio  Twilio  `yaml:"twilio"`
 	Mapping Mapping `yaml:"mapping"`
 	Sync    Sync    `yaml:"sync"`
+	SAML    SAML    `yaml:"saml"`
 }
 
 // Server configures the HTTP server.
@@ -105,8 +108,94 @@ type Sync struct {
 	FullReconcileInterval time.Duration `yaml:"full_reconcile_interval"`
 }
 
-// Default values. PublicURL and the sqlite DSN are derived from other
-// settings, see [Default].
+// SAML configures single sign-on: flexbridge as a SAML service provider
+// (package saml) for the identity providers in IdPs. SAML is off while IdPs
+// is empty.
+type SAML struct {
+	SP SAMLSP `yaml:"sp"`
+	// LoginWait is how long a login waits for the person's worker to be
+	// created or updated before the browser is redirected anyway (the sync
+	// then finishes in the background). More than 0, at most 30s. Default 5s.
+	LoginWait time.Duration `yaml:"login_wait"`
+	// AfterLoginURL is where a login without a RelayState (return path)
+	// lands: a local path ("/x", not "//x") or an absolute https URL.
+	// Default "/saml/welcome".
+	AfterLoginURL string `yaml:"after_login_url"`
+	// IdPs are the trusted identity providers; names are unique. Empty (the
+	// default) disables SAML.
+	IdPs []SAMLIdP `yaml:"idps"`
+}
+
+// Enabled reports whether any IdP is configured.
+func (s SAML) Enabled() bool { return len(s.IdPs) > 0 }
+
+// SAMLSP is flexbridge's own side of SAML.
+type SAMLSP struct {
+	// EntityID is the SP's entity id, an absolute URI. Default
+	// "<server.public_url>/saml/metadata".
+	EntityID string `yaml:"entity_id"`
+	// KeyFile is the SP's PEM private key. serve generates it (and the
+	// certificate) when absent. Default "saml-sp.key" in the folder of the
+	// sqlite database, or in "./data" with postgres.
+	KeyFile string `yaml:"key_file"`
+	// CertFile is the PEM certificate of KeyFile. Default "saml-sp.crt" in
+	// KeyFile's folder.
+	CertFile string `yaml:"cert_file"`
+	// SignAuthnRequests signs the AuthnRequests sent to IdPs. Default false.
+	SignAuthnRequests bool `yaml:"sign_authn_requests"`
+}
+
+// SAMLIdP is one trusted identity provider (saml.IdPConfig).
+type SAMLIdP struct {
+	// Name identifies the IdP in /saml/login?idp=NAME and in logs: 1 to 32
+	// of a-z, 0-9 and "-". Required, unique.
+	Name string `yaml:"name"`
+	// MetadataFile and MetadataURL (exactly one) locate the IdP's SAML
+	// metadata. The URL must be https, or http on a loopback address
+	// (127.0.0.0/8, ::1, localhost). serve reads the file and reports it
+	// when unreadable.
+	MetadataFile string `yaml:"metadata_file"`
+	MetadataURL  string `yaml:"metadata_url"`
+	// EntityID picks this IdP's entity out of metadata describing several
+	// (an aggregate). Optional; an absolute URI when set.
+	EntityID string `yaml:"entity_id"`
+	// AllowIdPInitiated accepts responses that answer no request of ours.
+	// Default false.
+	AllowIdPInitiated bool `yaml:"allow_idp_initiated"`
+	// UserName is where the userName the mapping sees comes from:
+	// SAMLUserNameAuto (default: the NameID, or the email attribute when the
+	// NameID is transient or empty), SAMLUserNameNameID or SAMLUserNameEmail
+	// (needs Attributes.Email).
+	UserName string `yaml:"user_name"`
+	// GroupsFallback applies when Attributes.Groups is set but an assertion
+	// lacks that attribute (Entra's group overage): "" or
+	// SAMLGroupsFallbackDeny refuses the login, any other value is the one
+	// group the person gets.
+	GroupsFallback string `yaml:"groups_fallback"`
+	// Attributes names the assertion attributes to read.
+	Attributes SAMLAttributes `yaml:"attributes"`
+}
+
+// SAMLAttributes names the assertion attributes (matched by Name, then by
+// FriendlyName) holding a person's details; empty means not read
+// (saml.Attributes).
+type SAMLAttributes struct {
+	Email       string `yaml:"email"`
+	DisplayName string `yaml:"display_name"`
+	Groups      string `yaml:"groups"`
+	Roles       string `yaml:"roles"`
+}
+
+// Values of SAMLIdP.UserName and SAMLIdP.GroupsFallback.
+const (
+	SAMLUserNameAuto       = ""
+	SAMLUserNameNameID     = "nameid"
+	SAMLUserNameEmail      = "email"
+	SAMLGroupsFallbackDeny = "deny"
+)
+
+// Default values. PublicURL, the sqlite DSN and the SAML SP entity id, key
+// and certificate files are derived from other settings, see [Default].
 const (
 	DefaultListen                = "127.0.0.1:8080"
 	DefaultShutdownTimeout       = 20 * time.Second
@@ -121,7 +210,21 @@ const (
 	DefaultSyncWorkers           = 4
 	DefaultMaxBackoff            = 5 * time.Minute
 	DefaultFullReconcileInterval = time.Hour
+	DefaultSAMLLoginWait         = 5 * time.Second
+	DefaultSAMLAfterLoginURL     = "/saml/welcome"
+	// DefaultSAMLKeyDir holds the SP key when the store is not a sqlite file.
+	DefaultSAMLKeyDir = "./data"
+	// DefaultSAMLKeyName and DefaultSAMLCertName are the SP key and
+	// certificate file names when key_file and cert_file are not set.
+	DefaultSAMLKeyName  = "saml-sp.key"
+	DefaultSAMLCertName = "saml-sp.crt"
+	// MaxSAMLLoginWait bounds saml.login_wait.
+	MaxSAMLLoginWait = 30 * time.Second
 )
+
+// samlMetadataPath is where the SP metadata is served below the public URL
+// (saml.MetadataPath); the default entity id.
+const samlMetadataPath = "/saml/metadata"
 
 // Store drivers.
 const (
@@ -156,12 +259,18 @@ func base() *Config {
 			MaxBackoff:            DefaultMaxBackoff,
 			FullReconcileInterval: DefaultFullReconcileInterval,
 		},
+		SAML: SAML{
+			LoginWait:     DefaultSAMLLoginWait,
+			AfterLoginURL: DefaultSAMLAfterLoginURL,
+		},
 	}
 }
 
 // applyDerivedDefaults fills the settings whose default depends on others:
-// server.public_url (from server.listen) and store.dsn (for sqlite only;
-// postgres has no default DSN).
+// server.public_url (from server.listen), store.dsn (for sqlite only;
+// postgres has no default DSN), saml.sp.entity_id (from server.public_url),
+// saml.sp.key_file (next to the sqlite database) and saml.sp.cert_file (next
+// to the key).
 func (c *Config) applyDerivedDefaults() {
 	if c.Server.PublicURL == "" {
 		c.Server.PublicURL = defaultPublicURL(c.Server.Listen)
@@ -169,6 +278,37 @@ func (c *Config) applyDerivedDefaults() {
 	if c.Store.DSN == "" && c.Store.Driver == DriverSQLite {
 		c.Store.DSN = DefaultSQLiteDSN
 	}
+	sp := &c.SAML.SP
+	if sp.EntityID == "" {
+		sp.EntityID = defaultEntityID(c.Server.PublicURL)
+	}
+	if sp.KeyFile == "" {
+		dir := DefaultSAMLKeyDir + "/"
+		if c.Store.Driver == DriverSQLite && c.Store.DSN != ":memory:" && !strings.HasPrefix(c.Store.DSN, "file:") {
+			dir = dirOf(c.Store.DSN)
+		}
+		sp.KeyFile = dir + DefaultSAMLKeyName
+	}
+	if sp.CertFile == "" {
+		sp.CertFile = dirOf(sp.KeyFile) + DefaultSAMLCertName
+	}
+}
+
+// dirOf returns the folder part of a file path as written, with its trailing
+// separator ("./data/" for "./data/flexbridge.db"), or "" for a bare name.
+// Unlike filepath.Dir it does not clean the path, so derived paths read like
+// the one they come from.
+func dirOf(path string) string {
+	return path[:strings.LastIndexAny(path, "/"+string(filepath.Separator))+1]
+}
+
+// defaultEntityID is "<public_url>/saml/metadata", or "" when public_url is
+// invalid (validation reports public_url then).
+func defaultEntityID(publicURL string) string {
+	if urlProblem(publicURL, true) != "" {
+		return ""
+	}
+	return strings.TrimSuffix(publicURL, "/") + samlMetadataPath
 }
 
 // defaultPublicURL is "http://<listen>", with an empty or unspecified
@@ -209,9 +349,13 @@ func (c Config) Redacted() Config {
 }
 
 // OverrideListen replaces server.listen (the serve command's --listen flag). A public_url that
-// was derived from the old listen address follows the new one; one set explicitly is kept.
+// was derived from the old listen address follows the new one, and so does a saml.sp.entity_id
+// derived from that public_url; values set explicitly are kept.
 func (c *Config) OverrideListen(listen string) error {
 	if c.Server.PublicURL == defaultPublicURL(c.Server.Listen) {
+		if c.SAML.SP.EntityID == defaultEntityID(c.Server.PublicURL) {
+			c.SAML.SP.EntityID = ""
+		}
 		c.Server.PublicURL = ""
 	}
 	c.Server.Listen = listen

@@ -87,6 +87,15 @@ func TestDefault(t *testing.T) {
 			MaxBackoff:            5 * time.Minute,
 			FullReconcileInterval: time.Hour,
 		},
+		SAML: SAML{
+			SP: SAMLSP{
+				EntityID: "http://127.0.0.1:8080/saml/metadata",
+				KeyFile:  "./data/saml-sp.key",
+				CertFile: "./data/saml-sp.crt",
+			},
+			LoginWait:     5 * time.Second,
+			AfterLoginURL: "/saml/welcome",
+		},
 	}
 	got := Default()
 	if !reflect.DeepEqual(got, want) {
@@ -97,6 +106,9 @@ func TestDefault(t *testing.T) {
 	}
 	if !got.Twilio.Sandbox() {
 		t.Error("Default() is not in sandbox mode")
+	}
+	if got.SAML.Enabled() {
+		t.Error("Default() has SAML enabled")
 	}
 	if Default() == Default() {
 		t.Error("Default() returns a shared pointer")
@@ -109,7 +121,7 @@ func TestDefault(t *testing.T) {
 	if !reflect.DeepEqual(loaded, want) {
 		t.Errorf(`Load("") = %+v, want defaults`, loaded)
 	}
-	for _, doc := range []string{"", "\n", "# only a comment\n", "---\n", "~\n", "server:\nlog: ~\n"} {
+	for _, doc := range []string{"", "\n", "# only a comment\n", "---\n", "~\n", "server:\nlog: ~\n", "saml:\n  idps: []\n", "saml: {sp: ~, idps: ~}\n"} {
 		if c := mustParse(t, doc, nil); !reflect.DeepEqual(c, want) {
 			t.Errorf("Parse(%q) = %+v, want defaults", doc, c)
 		}
@@ -250,6 +262,15 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	}
 	walk(doc.Content[0], "")
 	for _, path := range leafPaths(schema, "") {
+		// A list of mappings (saml.idps) is empty in the example; its
+		// comment shows an item with every key.
+		if list, item, ok := strings.Cut(path, "[]."); ok {
+			last := item[strings.LastIndexByte(item, '.')+1:]
+			if !strings.Contains(comments[list], " "+last+":") {
+				t.Errorf("%s: the comment on %s does not show %q", path, list, last+":")
+			}
+			path = list
+		}
 		comment, ok := comments[path]
 		switch {
 		case !ok:
@@ -270,6 +291,12 @@ func TestYAMLKeys(t *testing.T) {
 		"twilio.account_sid", "twilio.auth_token", "twilio.workspace_sid", "twilio.api_base_url", "twilio.timeout",
 		"mapping.file",
 		"sync.interval", "sync.workers", "sync.max_backoff", "sync.full_reconcile_interval",
+		"saml.sp.entity_id", "saml.sp.key_file", "saml.sp.cert_file", "saml.sp.sign_authn_requests",
+		"saml.login_wait", "saml.after_login_url",
+		"saml.idps[].name", "saml.idps[].metadata_file", "saml.idps[].metadata_url", "saml.idps[].entity_id",
+		"saml.idps[].allow_idp_initiated", "saml.idps[].user_name", "saml.idps[].groups_fallback",
+		"saml.idps[].attributes.email", "saml.idps[].attributes.display_name",
+		"saml.idps[].attributes.groups", "saml.idps[].attributes.roles",
 	}
 	got := leafPaths(schema, "")
 	if !reflect.DeepEqual(got, want) {
@@ -279,18 +306,19 @@ func TestYAMLKeys(t *testing.T) {
 
 // Every leaf type in Config must be one the decoder handles.
 func TestSchemaTypes(t *testing.T) {
-	var check func(t reflect.Type, path string)
+	var check func(typ reflect.Type, path string)
 	check = func(typ reflect.Type, path string) {
-		for i := 0; i < typ.NumField(); i++ {
-			f := typ.Field(i)
-			p := path + "." + f.Name
-			switch {
-			case f.Type.Kind() == reflect.Struct:
-				check(f.Type, p)
-			case f.Type == durationType, f.Type.Kind() == reflect.String, f.Type.Kind() == reflect.Int, f.Type.Kind() == reflect.Int64:
-			default:
-				t.Errorf("%s has type %s, which Parse does not decode", p, f.Type)
+		switch {
+		case typ.Kind() == reflect.Struct:
+			for i := 0; i < typ.NumField(); i++ {
+				check(typ.Field(i).Type, path+"."+typ.Field(i).Name)
 			}
+		case typ.Kind() == reflect.Slice:
+			check(typ.Elem(), path+"[]")
+		case typ == durationType, typ.Kind() == reflect.String, typ.Kind() == reflect.Bool,
+			typ.Kind() == reflect.Int, typ.Kind() == reflect.Int64:
+		default:
+			t.Errorf("%s has type %s, which Parse does not decode", path, typ)
 		}
 	}
 	check(reflect.TypeOf(Config{}), "Config")
@@ -326,6 +354,29 @@ twilio:
   timeout: 500ms
 mapping: {file: /etc/flexbridge/mapping.yaml}
 sync: {interval: 250ms, workers: 16, max_backoff: 30s, full_reconcile_interval: 24h}
+saml:
+  sp:
+    entity_id: urn:example:flexbridge
+    key_file: /etc/flexbridge/sp.key
+    cert_file: /etc/flexbridge/sp.pem
+    sign_authn_requests: true
+  login_wait: 2500ms
+  after_login_url: https://flex.twilio.com/agent-desktop
+  idps:
+    - name: okta
+      metadata_url: https://example.okta.com/app/exk1/sso/saml/metadata
+      allow_idp_initiated: true
+      user_name: nameid
+      attributes: {email: email, display_name: displayName, groups: groups, roles: flexRoles}
+    - name: entra-prod
+      metadata_file: /etc/flexbridge/entra.xml
+      entity_id: https://sts.windows.net/0000/
+      allow_idp_initiated: false
+      user_name: email
+      groups_fallback: agent
+      attributes:
+        email: http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress
+        groups: http://schemas.microsoft.com/ws/2008/06/identity/claims/groups
 `
 	got := mustParse(t, doc, nil)
 	want := &Config{
@@ -335,12 +386,35 @@ sync: {interval: 250ms, workers: 16, max_backoff: 30s, full_reconcile_interval: 
 		Twilio:  Twilio{AccountSID: testAccountSID, AuthToken: testAuthToken, WorkspaceSID: testWorkspaceSID, APIBaseURL: "http://127.0.0.1:4010/v1", Timeout: 500 * time.Millisecond},
 		Mapping: Mapping{File: "/etc/flexbridge/mapping.yaml"},
 		Sync:    Sync{Interval: 250 * time.Millisecond, Workers: 16, MaxBackoff: 30 * time.Second, FullReconcileInterval: 24 * time.Hour},
+		SAML: SAML{
+			SP:            SAMLSP{EntityID: "urn:example:flexbridge", KeyFile: "/etc/flexbridge/sp.key", CertFile: "/etc/flexbridge/sp.pem", SignAuthnRequests: true},
+			LoginWait:     2500 * time.Millisecond,
+			AfterLoginURL: "https://flex.twilio.com/agent-desktop",
+			IdPs: []SAMLIdP{
+				{
+					Name: "okta", MetadataURL: "https://example.okta.com/app/exk1/sso/saml/metadata",
+					AllowIdPInitiated: true, UserName: "nameid",
+					Attributes: SAMLAttributes{Email: "email", DisplayName: "displayName", Groups: "groups", Roles: "flexRoles"},
+				},
+				{
+					Name: "entra-prod", MetadataFile: "/etc/flexbridge/entra.xml", EntityID: "https://sts.windows.net/0000/",
+					UserName: "email", GroupsFallback: "agent",
+					Attributes: SAMLAttributes{
+						Email:  "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+						Groups: "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups",
+					},
+				},
+			},
+		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Parse =\n %+v\nwant\n %+v", got, want)
 	}
 	if got.Twilio.Sandbox() {
 		t.Error("Sandbox() with credentials")
+	}
+	if !got.SAML.Enabled() {
+		t.Error("SAML.Enabled() with two IdPs")
 	}
 }
 
@@ -721,6 +795,7 @@ func TestValidateZeroConfig(t *testing.T) {
 		"server.listen", "server.public_url", "server.shutdown_timeout", "server.max_body_bytes",
 		"log.level", "log.format", "store.driver", "twilio.timeout", "mapping.file",
 		"sync.interval", "sync.workers", "sync.max_backoff", "sync.full_reconcile_interval",
+		"saml.login_wait", "saml.after_login_url",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("zero Config problems at %v\nwant %v", got, want)
@@ -815,6 +890,10 @@ func TestSecretsNeverInErrors(t *testing.T) {
 		{"dsn in a listen address", "store: {driver: postgres, dsn: '" + dsn + "'}\nserver: {listen: '" + dsn + "'}\n", nil, "server.listen"},
 		{"password in api_base_url", "twilio: {api_base_url: 'https://u:" + dbPassword + "@mock.example.com'}\n", nil, "twilio.api_base_url"},
 		{"password in an unparsable public_url", "server: {public_url: 'https://u:" + dbPassword + "@mock.example.com:bad'}\n", nil, "server.public_url"},
+		{"password in a metadata_url", "saml: {idps: [{name: a, metadata_url: 'ftp://u:" + dbPassword + "@idp.example.com/md'}]}\n", nil, "saml.idps[0].metadata_url"},
+		{"password in an after_login_url", "saml: {after_login_url: 'http://u:" + dbPassword + "@flex.example.com/'}\n", nil, "saml.after_login_url"},
+		{"token in an IdP name", "saml: {idps: [{name: '${T}', metadata_file: x}]}\ntwilio:\n  auth_token: ${T}\n", map[string]string{"T": token}, "saml.idps[0].name"},
+		{"token in a flag", "saml: {sp: {sign_authn_requests: '${T}'}}\ntwilio:\n  auth_token: ${T}\n", map[string]string{"T": token}, "saml.sp.sign_authn_requests"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -895,6 +974,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("server: {listen: ':0'}\nsync: {workers: ${W:-2}}\n"))
 	f.Add([]byte("a: &a [*a]\n"))
 	f.Add([]byte("log: {level: $${X}, format: ${X:-${Y}}}\n"))
+	f.Add([]byte("saml:\n  idps:\n    - name: a\n      metadata_url: ${PUBLIC_URL}/md\n      attributes: {emial: x}\n    - &i {name: a, metadata_file: f}\n    - *i\n    -\n"))
 	const token = "fuzzsecrettoken"
 	lookup := env(map[string]string{
 		"TWILIO_ACCOUNT_SID": testAccountSID, "TWILIO_AUTH_TOKEN": token, "TWILIO_WORKSPACE_SID": testWorkspaceSID,
@@ -996,12 +1076,22 @@ func TestOverrideListen(t *testing.T) {
 	if c.Server.Listen != "127.0.0.1:9999" || c.Server.PublicURL != "http://127.0.0.1:9999" {
 		t.Errorf("derived public_url did not follow: %+v", c.Server)
 	}
+	if c.SAML.SP.EntityID != "http://127.0.0.1:9999/saml/metadata" {
+		t.Errorf("derived entity id did not follow: %q", c.SAML.SP.EntityID)
+	}
+	c = mustParse(t, "saml:\n  sp: {entity_id: 'urn:example:sp'}\n", nil)
+	if err := c.OverrideListen(":9999"); err != nil {
+		t.Fatal(err)
+	}
+	if c.Server.PublicURL != "http://localhost:9999" || c.SAML.SP.EntityID != "urn:example:sp" {
+		t.Errorf("explicit entity id replaced: public_url %q, entity id %q", c.Server.PublicURL, c.SAML.SP.EntityID)
+	}
 	c = mustParse(t, "server:\n  public_url: https://bridge.example.com\n", nil)
 	if err := c.OverrideListen(":8443"); err != nil {
 		t.Fatal(err)
 	}
-	if c.Server.PublicURL != "https://bridge.example.com" {
-		t.Errorf("explicit public_url replaced: %q", c.Server.PublicURL)
+	if c.Server.PublicURL != "https://bridge.example.com" || c.SAML.SP.EntityID != "https://bridge.example.com/saml/metadata" {
+		t.Errorf("explicit public_url replaced: %q, entity id %q", c.Server.PublicURL, c.SAML.SP.EntityID)
 	}
 	err := Default().OverrideListen("no-port")
 	var ce *Error

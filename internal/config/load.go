@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,8 +59,13 @@ func Load(path string) (*Config, error) {
 // followed by "{" is kept as is; defaults cannot nest references.
 //
 // A key set to null (or left empty) keeps its default, as does an empty
-// server.public_url or sqlite store.dsn. server.public_url and
-// twilio.api_base_url are stored without a trailing slash.
+// server.public_url, sqlite store.dsn, saml.sp.entity_id, saml.sp.key_file
+// or saml.sp.cert_file. server.public_url and twilio.api_base_url are stored
+// without a trailing slash.
+//
+// A list (saml.idps) replaces its default as a whole; each item is decoded
+// as strictly as the rest, with paths like "saml.idps[0].name". An empty
+// list is stored as nil.
 func Parse(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
 	if lookupEnv == nil {
 		lookupEnv = func(string) (string, bool) { return "", false }
@@ -78,11 +84,11 @@ func Parse(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) 
 		p.failed["server.public_url"] = true
 	}
 
-	for _, pr := range c.problems(p.hidden) {
-		if p.failed[pr.Path] {
+	for _, pr := range c.problems(p.hidden, p.broken) {
+		if p.broken(pr.Path) {
 			continue // already reported while decoding, e.g. an unset ${VAR}
 		}
-		line := p.lines[pr.Path]
+		line := p.line(pr.Path)
 		pr.Message += lineSuffix(line)
 		p.problems = append(p.problems, located{pr, line})
 	}
@@ -124,6 +130,32 @@ type parser struct {
 	// from the environment to the variables used, like "${A}, ${B}". Such
 	// values are never shown in messages: the environment holds secrets.
 	fromEnv map[string]string
+}
+
+// broken reports whether the value at path, or one it is part of, could not
+// be decoded (and was reported): validation says nothing more about it.
+func (p *parser) broken(path string) bool {
+	if p.failed[path] {
+		return true
+	}
+	for i := 0; i < len(path); i++ {
+		if (path[i] == '.' || path[i] == '[') && p.failed[path[:i]] {
+			return true
+		}
+	}
+	return false
+}
+
+// line is the line of the key at path; for a key absent from a list item,
+// the line where the item starts; 0 if unknown.
+func (p *parser) line(path string) int {
+	if l := p.lines[path]; l > 0 {
+		return l
+	}
+	if i := strings.LastIndexByte(path, ']'); i > 0 {
+		return p.lines[path[:i+1]]
+	}
+	return 0
 }
 
 // hidden describes the value at path when it came from the environment.
@@ -192,7 +224,7 @@ func (p *parser) document(data []byte) *yaml.Node {
 		return nil
 	}
 	if root.Kind != yaml.MappingNode {
-		p.add("", root.Line, "the top level must be a mapping of sections (server, log, store, twilio, mapping, sync), got %s", kindName(root))
+		p.add("", root.Line, "the top level must be a mapping of sections (%s), got %s", strings.Join(schema.keys, ", "), kindName(root))
 		return nil
 	}
 	return root
@@ -204,19 +236,24 @@ func yamlMessage(err error) string {
 }
 
 // decode walks n onto v. For a struct it expects a mapping and reports
-// unknown and duplicate keys with their paths; for a leaf it expands
-// environment references and converts the scalar.
+// unknown and duplicate keys with their paths; for a slice it expects a list
+// and decodes every item; for a leaf it expands environment references and
+// converts the scalar.
 func (p *parser) decode(n *yaml.Node, v reflect.Value, path string, s *node) {
 	n = resolve(n)
 	if isNull(n) {
 		return // keep the default
 	}
-	if s.fields == nil {
+	switch {
+	case s.elem != nil:
+		p.list(n, v, path, s)
+		return
+	case s.fields == nil:
 		p.leaf(n, v, path)
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		p.fail(path, n.Line, "must be a mapping with keys %s, got %s", strings.Join(s.keys, ", "), kindName(n))
+		p.fail(path, n.Line, "must be %s, got %s", s.describe(), kindName(n))
 		return
 	}
 	seen := map[string]int{}
@@ -246,9 +283,34 @@ func (p *parser) decode(n *yaml.Node, v reflect.Value, path string, s *node) {
 	}
 }
 
+// list decodes a sequence onto a slice, replacing its default. Items are
+// decoded onto zero values with paths like "saml.idps[0]"; an empty item is
+// a problem. An empty list is stored as nil.
+func (p *parser) list(n *yaml.Node, v reflect.Value, path string, s *node) {
+	if n.Kind != yaml.SequenceNode {
+		p.fail(path, n.Line, "must be %s, got %s", s.describe(), kindName(n))
+		return
+	}
+	if len(n.Content) == 0 {
+		v.SetZero()
+		return
+	}
+	out := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, item := range n.Content {
+		ip := fmt.Sprintf("%s[%d]", path, i)
+		p.lines[ip] = item.Line
+		if r := resolve(item); isNull(r) {
+			p.fail(ip, r.Line, "is an empty list item; remove it or fill it in")
+			continue
+		}
+		p.decode(item, out.Index(i), ip, s.elem)
+	}
+	v.Set(out)
+}
+
 var durationType = reflect.TypeOf(time.Duration(0))
 
-// leaf decodes a scalar onto a string, integer or duration field.
+// leaf decodes a scalar onto a string, boolean, integer or duration field.
 func (p *parser) leaf(n *yaml.Node, v reflect.Value, path string) {
 	want := typeName(v.Type())
 	if n.Kind != yaml.ScalarNode {
@@ -273,6 +335,16 @@ func (p *parser) leaf(n *yaml.Node, v reflect.Value, path string) {
 		v.SetInt(int64(d))
 	case v.Kind() == reflect.String:
 		v.SetString(s)
+	case v.Kind() == reflect.Bool:
+		// YAML 1.2's spellings only: "yes", "on" and "1" are mistakes here.
+		switch s {
+		case "true", "True", "TRUE":
+			v.SetBool(true)
+		case "false", "False", "FALSE":
+			v.SetBool(false)
+		default:
+			p.fail(path, n.Line, "must be %s, got %s", want, p.show(path, s))
+		}
 	case v.CanInt():
 		i, err := strconv.ParseInt(s, 10, v.Type().Bits())
 		if err != nil {
@@ -396,6 +468,8 @@ func typeName(t reflect.Type) string {
 		return `a duration like "20s" or "5m"`
 	case t.Kind() == reflect.String:
 		return "a string"
+	case t.Kind() == reflect.Bool:
+		return "true or false"
 	default:
 		return "a whole number"
 	}
@@ -413,11 +487,28 @@ func joinPath(path, key string) string {
 	return path + "." + key
 }
 
-// node is the schema of one level of Config: the keys of a struct, or a
-// leaf (fields == nil).
+// node is the schema of one level of Config: the keys of a struct, a list
+// (elem != nil), or a leaf (neither).
 type node struct {
 	fields map[string]field
 	keys   []string // in declaration order, for messages
+	elem   *node    // a slice's items
+	typ    reflect.Type
+}
+
+// describe says what a YAML value must be to decode onto n.
+func (n *node) describe() string {
+	switch {
+	case n.elem != nil && n.elem.fields != nil:
+		return fmt.Sprintf("a list of mappings (items starting with \"- \") with keys %s", strings.Join(n.elem.keys, ", "))
+	case n.elem != nil && n.elem.typ.Kind() == reflect.String:
+		return "a list of strings"
+	case n.elem != nil:
+		return "a list whose items are each " + n.elem.describe()
+	case n.fields != nil:
+		return "a mapping with keys " + strings.Join(n.keys, ", ")
+	}
+	return typeName(n.typ)
 }
 
 type field struct {
@@ -429,10 +520,13 @@ type field struct {
 var schema = schemaOf(reflect.TypeOf(Config{}))
 
 func schemaOf(t reflect.Type) *node {
-	if t.Kind() != reflect.Struct {
-		return &node{}
+	switch {
+	case t.Kind() == reflect.Slice:
+		return &node{elem: schemaOf(t.Elem()), typ: t}
+	case t.Kind() != reflect.Struct:
+		return &node{typ: t}
 	}
-	n := &node{fields: map[string]field{}}
+	n := &node{fields: map[string]field{}, typ: t}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
@@ -445,24 +539,33 @@ func schemaOf(t reflect.Type) *node {
 	return n
 }
 
-// leafPaths lists every leaf key path of s ("server.listen", ...).
+// leafPaths lists every leaf key path of s ("server.listen", ...). A list of
+// leaves is a leaf; the keys of the items of a list of mappings are listed
+// with "[]" for the index ("saml.idps[].name").
 func leafPaths(s *node, prefix string) []string {
 	var out []string
 	for _, k := range s.keys {
 		f := s.fields[k]
-		if f.node.fields == nil {
-			out = append(out, joinPath(prefix, k))
-			continue
+		p := joinPath(prefix, k)
+		switch {
+		case f.node.elem != nil && f.node.elem.fields != nil:
+			out = append(out, leafPaths(f.node.elem, p+"[]")...)
+		case f.node.fields != nil:
+			out = append(out, leafPaths(f.node, p)...)
+		default:
+			out = append(out, p)
 		}
-		out = append(out, leafPaths(f.node, joinPath(prefix, k))...)
 	}
 	return out
 }
 
+// itemIndex matches the index of a list item in a key path.
+var itemIndex = regexp.MustCompile(`\[[0-9]+\]`)
+
 // suggest proposes what an unknown key under path was meant to be: a
 // sibling written in another case or style ("publicURL", "public-url"), a
-// key that belongs in another section ("listen" at the top level), or a
-// near-miss spelling.
+// key that belongs elsewhere ("listen" at the top level; "email" directly in
+// an IdP, suggested as "attributes.email"), or a near-miss spelling.
 func suggest(key, path string, s *node) string {
 	norm := func(k string) string {
 		return strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(k))
@@ -473,9 +576,11 @@ func suggest(key, path string, s *node) string {
 		}
 	}
 	var elsewhere []string
+	here := itemIndex.ReplaceAllString(path, "[]") + "."
 	for _, lp := range leafPaths(schema, "") {
-		if strings.HasSuffix(lp, "."+key) && !strings.HasPrefix(lp, path+".") {
-			elsewhere = append(elsewhere, lp)
+		if strings.HasSuffix(lp, "."+key) {
+			// Below this key, name it relative to here.
+			elsewhere = append(elsewhere, strings.TrimPrefix(lp, here))
 		}
 	}
 	for _, k := range schema.keys {

@@ -62,6 +62,7 @@ var (
 	// braces, which is not expanded.
 	bareEnvReference = regexp.MustCompile(`^\$[A-Za-z_][A-Za-z0-9_]*$`)
 	hostnamePattern  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
+	idpNamePattern   = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
 )
 
 var (
@@ -73,7 +74,7 @@ var (
 // Validate checks every setting and returns an [*Error] listing every
 // problem, or nil. It does not apply defaults: a zero setting is reported.
 func (c *Config) Validate() error {
-	if ps := c.problems(nil); len(ps) > 0 {
+	if ps := c.problems(nil, nil); len(ps) > 0 {
 		return &Error{Problems: ps}
 	}
 	return nil
@@ -82,9 +83,12 @@ func (c *Config) Validate() error {
 // problems runs every check. Messages echo a value only through
 // problemList.show, which hides values hidden reports (those Parse took from
 // the environment); checks of secret settings never echo. Every message is
-// scrubbed of the secret values at the end.
-func (c *Config) problems(hidden func(path string) string) []Problem {
-	ps := problemList{hidden: hidden}
+// scrubbed of the secret values at the end. failed (may be nil) reports the
+// paths whose value Parse could not decode: a check that involves such a
+// value as well as others is skipped (Parse drops the problems at those
+// paths itself).
+func (c *Config) problems(hidden func(path string) string, failed func(path string) bool) []Problem {
+	ps := problemList{hidden: hidden, failed: failed}
 
 	// server
 	ps.check("server.listen", hostPortProblem(c.Server.Listen, ps.shower("server.listen")))
@@ -151,7 +155,186 @@ func (c *Config) problems(hidden func(path string) string) []Problem {
 	ps.positiveDuration("sync.max_backoff", c.Sync.MaxBackoff)
 	ps.positiveDuration("sync.full_reconcile_interval", c.Sync.FullReconcileInterval)
 
+	c.samlProblems(&ps)
+
 	return redact(ps.list, c.secrets())
+}
+
+// samlProblems checks the saml section.
+func (c *Config) samlProblems(ps *problemList) {
+	s := &c.SAML
+	if v := s.SP.EntityID; v != "" {
+		ps.check("saml.sp.entity_id", uriProblem(v, ps.shower("saml.sp.entity_id")))
+	}
+	if s.Enabled() {
+		for _, f := range []struct{ key, value string }{{"key_file", s.SP.KeyFile}, {"cert_file", s.SP.CertFile}} {
+			if strings.TrimSpace(f.value) == "" {
+				ps.add("saml.sp."+f.key, "is required when saml.idps is set")
+			}
+		}
+	}
+	switch {
+	case s.LoginWait <= 0:
+		ps.add("saml.login_wait", "must be a positive duration of at most %s, like \"5s\", got %s", MaxSAMLLoginWait, s.LoginWait)
+	case s.LoginWait > MaxSAMLLoginWait:
+		ps.add("saml.login_wait", "must be at most %s (a browser is waiting), got %s", MaxSAMLLoginWait, s.LoginWait)
+	}
+	ps.check("saml.after_login_url", afterLoginURLProblem(s.AfterLoginURL))
+
+	const nameRule = `1 to 32 of a-z, 0-9 and "-", like "okta" or "entra-prod"`
+	first := map[string]int{}
+	for i, idp := range s.IdPs {
+		at := fmt.Sprintf("saml.idps[%d]", i)
+		key := func(k string) string { return at + "." + k }
+
+		switch name := idp.Name; {
+		case name == "":
+			ps.add(key("name"), "is required: %s", nameRule)
+		case !idpNamePattern.MatchString(name):
+			ps.add(key("name"), "must be %s, got %s", nameRule, ps.show(key("name"), name))
+		default:
+			if j, dup := first[name]; dup {
+				ps.add(key("name"), "%s is already the name of saml.idps[%d]; names must be unique", ps.show(key("name"), name), j)
+			} else {
+				first[name] = i
+			}
+		}
+
+		blank := false
+		for _, f := range []struct{ key, value string }{{"metadata_file", idp.MetadataFile}, {"metadata_url", idp.MetadataURL}} {
+			if f.value != "" && strings.TrimSpace(f.value) == "" {
+				ps.add(key(f.key), "is blank")
+				blank = true
+			}
+		}
+		switch file, url := strings.TrimSpace(idp.MetadataFile) != "", strings.TrimSpace(idp.MetadataURL) != ""; {
+		case blank || !ps.decoded(key("metadata_file"), key("metadata_url")):
+		case file && url:
+			ps.add(at, "sets both metadata_file and metadata_url; set exactly one")
+		case !file && !url:
+			ps.add(at, "needs the IdP's metadata: set metadata_file or metadata_url")
+		}
+		if idp.MetadataURL != "" && strings.TrimSpace(idp.MetadataURL) != "" {
+			ps.check(key("metadata_url"), metadataURLProblem(idp.MetadataURL))
+		}
+		if idp.EntityID != "" {
+			ps.check(key("entity_id"), uriProblem(idp.EntityID, ps.shower(key("entity_id"))))
+		}
+
+		switch idp.UserName {
+		case SAMLUserNameAuto, SAMLUserNameNameID:
+		case SAMLUserNameEmail:
+			if idp.Attributes.Email == "" && ps.decoded(key("attributes.email")) {
+				ps.add(key("user_name"), "is email, which needs attributes.email: the attribute holding the email")
+			}
+		default:
+			ps.add(key("user_name"), `must be "" (automatic: the NameID, or the email when the NameID is transient), nameid or email, got %s`,
+				ps.show(key("user_name"), idp.UserName))
+		}
+
+		if g := idp.GroupsFallback; g != "" {
+			switch {
+			case idp.Attributes.Groups == "":
+				if ps.decoded(key("attributes.groups")) {
+					ps.add(key("groups_fallback"), "only applies when attributes.groups is set (it stands in for a missing groups attribute); set attributes.groups, or remove groups_fallback")
+				}
+			case g == SAMLGroupsFallbackDeny:
+			case strings.EqualFold(g, SAMLGroupsFallbackDeny):
+				ps.add(key("groups_fallback"), `must be "deny" in lower case to refuse the login; a group cannot be named like it`)
+			case strings.TrimSpace(g) != g || hasControl(g):
+				ps.add(key("groups_fallback"), `must be "deny" or a group name without leading or trailing spaces or control characters`)
+			}
+		}
+	}
+}
+
+// uriProblem checks a SAML entity id: an absolute URI ("https://..." with a
+// host, "urn:..."), at most 1024 characters (SAML's limit).
+func uriProblem(s string, show func(string) string) string {
+	const want = `must be an absolute URI, like "https://flexbridge.example.com/saml/metadata" or "urn:example:flexbridge"`
+	if len(s) > 1024 {
+		return "must be at most 1024 characters (SAML's limit for an entity id)"
+	}
+	for _, r := range s {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError {
+			return "must not contain spaces or control characters"
+		}
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" || ((u.Scheme == "http" || u.Scheme == "https") && u.Host == "") {
+		return fmt.Sprintf("%s, got %s", want, show(s))
+	}
+	return ""
+}
+
+// metadataURLProblem checks an IdP metadata URL: https, or http on a
+// loopback address (as package saml requires). The value is not echoed: a
+// URL may carry credentials or tokens.
+func metadataURLProblem(s string) string {
+	const want = `must be an https URL like "https://idp.example.com/metadata" (http only on a loopback address: 127.0.0.0/8, ::1, localhost)`
+	u, err := url.Parse(s)
+	if err != nil {
+		return "is not a valid URL; want an https URL like \"https://idp.example.com/metadata\""
+	}
+	switch host := u.Hostname(); {
+	case u.Scheme != "https" && u.Scheme != "http":
+		return want
+	case host == "":
+		return "must have a host, like \"https://idp.example.com/metadata\""
+	case u.Scheme == "http":
+		if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && host != "localhost" {
+			return want
+		}
+	}
+	return ""
+}
+
+// maxLocalPath bounds a local path (as package saml bounds RelayState).
+const maxLocalPath = 1024
+
+// afterLoginURLProblem checks where a login lands: a local path ("/x", not
+// "//x" or "/\\x", which browsers read as another site) or an absolute https
+// URL.
+func afterLoginURLProblem(s string) string {
+	const want = `a local path like "/saml/welcome" or an absolute https URL like "https://flex.twilio.com/agent-desktop"`
+	switch {
+	case s == "":
+		return "is required: " + want
+	case len(s) > maxLocalPath:
+		return fmt.Sprintf("must be at most %d characters", maxLocalPath)
+	case !utf8.ValidString(s) || strings.ContainsRune(s, '\\') || hasControl(s):
+		return "must not contain backslashes or control characters"
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "is not a valid URL; want " + want
+	}
+	if strings.HasPrefix(s, "/") {
+		if strings.HasPrefix(s, "//") {
+			return `must be a local path starting with a single "/" ("//" starts another site's address), or an absolute https URL`
+		}
+		return ""
+	}
+	switch {
+	case u.Scheme != "https":
+		return "must be " + want
+	case u.Host == "":
+		return `must have a host, like "https://flex.twilio.com/agent-desktop"`
+	case u.User != nil:
+		return "must not contain user info"
+	}
+	return ""
+}
+
+// hasControl reports whether s holds a control character, or a line or
+// paragraph separator.
+func hasControl(s string) bool {
+	for _, r := range s {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return true
+		}
+	}
+	return false
 }
 
 // secrets are the values that must never appear in a message.
@@ -188,6 +371,22 @@ type problemList struct {
 	// hidden describes the value at a path when it must not be shown,
 	// like "the value of ${LEVEL}"; "" when it may be. May be nil.
 	hidden func(path string) string
+	// failed reports a path whose value could not be decoded. May be nil.
+	failed func(path string) bool
+}
+
+// decoded reports whether the values at every path were decoded (or set
+// directly), so that a check involving them means something.
+func (ps *problemList) decoded(paths ...string) bool {
+	if ps.failed == nil {
+		return true
+	}
+	for _, p := range paths {
+		if ps.failed(p) {
+			return false
+		}
+	}
+	return true
 }
 
 func (ps *problemList) add(path, format string, args ...any) {
