@@ -95,7 +95,20 @@ func FuzzACS(f *testing.F) {
 // entries expire within 90 s: they seed shapes, not valid logins.
 func TestWriteFuzzCorpus(t *testing.T) {
 	if os.Getenv("FLEXBRIDGE_WRITE_FUZZ_CORPUS") == "" {
-		t.Skip("set FLEXBRIDGE_WRITE_FUZZ_CORPUS=1 to regenerate the seed corpus")
+		// Not regenerating (set FLEXBRIDGE_WRITE_FUZZ_CORPUS=1 for that): check the committed
+		// corpus is there and well-formed, so FuzzACS starts from real responses.
+		dir := filepath.Join("testdata", "fuzz", "FuzzACS")
+		files, err := os.ReadDir(dir)
+		if err != nil || len(files) < 10 {
+			t.Fatalf("seed corpus %s: %d files, %v", dir, len(files), err)
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(filepath.Join(dir, f.Name()))
+			if err != nil || !strings.HasPrefix(string(b), "go test fuzz v1\n") {
+				t.Errorf("%s is not a fuzz corpus file: %v", f.Name(), err)
+			}
+		}
+		return
 	}
 	k := keys(t)
 	entries := map[string][2]string{}
