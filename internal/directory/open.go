@@ -23,11 +23,14 @@ import (
 //
 // SQLite: the file (and its folder) is created if needed with owner-only
 // permissions; the database runs in WAL mode with foreign keys on and a busy
-// timeout of SQLiteBusyTimeout. Writes go through a single connection in
-// BEGIN IMMEDIATE transactions, so in-process writers queue in database/sql
-// and other processes (e.g. `flexbridge token create` next to `serve`) wait
-// for the lock instead of failing with "database is locked"; reads use a
-// separate pool of read-only connections and never block writes.
+// timeout of SQLiteBusyTimeout and synchronous=FULL (a commit returns once
+// the WAL is on disk). Writes go through a single connection in BEGIN
+// IMMEDIATE transactions, so other processes (e.g. `flexbridge token create`
+// next to `serve`) wait for the lock instead of failing with "database is
+// locked"; in-process writers are group-committed (see batch.go): one
+// goroutine runs the writes that wait, each in its own savepoint, in one
+// transaction with one fsync. Reads use a separate pool of read-only
+// connections and never block writes.
 func Open(ctx context.Context, opts Options) (Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -83,11 +86,11 @@ func openSQLite(opts Options) (*sqlStore, error) {
 	busy := strconv.FormatInt(SQLiteBusyTimeout.Milliseconds(), 10)
 	common := "_busy_timeout=" + busy + "&_foreign_keys=1"
 
-	wdb, err := sql.Open("sqlite", uri+"?"+common+"&_journal_mode=WAL&_txlock=immediate")
+	wdb, err := sql.Open("sqlite", uri+"?"+common+"&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("directory: open sqlite: %w", err)
 	}
-	// One writer connection: in-process writers wait in database/sql (with
+	// One writer connection: in-process writers wait for the committer (with
 	// their context) rather than spinning in SQLite's busy handler.
 	wdb.SetMaxOpenConns(1)
 	wdb.SetMaxIdleConns(1)
@@ -101,7 +104,10 @@ func openSQLite(opts Options) (*sqlStore, error) {
 	rdb.SetMaxOpenConns(n)
 	rdb.SetMaxIdleConns(n)
 
-	return newSQLStore(sqliteDialect, wdb, rdb, opts), nil
+	s := newSQLStore(sqliteDialect, wdb, rdb, opts)
+	s.batch = newCommitter(s)
+	s.rstmts = &poolStmts{db: rdb, m: map[string]*sql.Stmt{}}
+	return s, nil
 }
 
 func openPostgres(opts Options) (*sqlStore, error) {
@@ -131,8 +137,14 @@ func newSQLStore(d *dialect, wdb, rdb *sql.DB, opts Options) *sqlStore {
 // sqlStore implements Store over database/sql. wdb serves write
 // transactions, rdb reads; for PostgreSQL they are the same pool.
 type sqlStore struct {
-	d         *dialect
-	wdb, rdb  *sql.DB
+	d        *dialect
+	wdb, rdb *sql.DB
+	// batch group-commits the writes (SQLite); nil: one transaction per
+	// write (PostgreSQL, whose writers run in parallel on many connections).
+	batch *committer
+	// rstmts keeps single statements on the read pool prepared (SQLite);
+	// nil: not kept (pgx caches statements itself).
+	rstmts    *poolStmts
 	clock     func() time.Time
 	log       *zap.Logger
 	closeOnce sync.Once
@@ -158,7 +170,14 @@ func (s *sqlStore) Ping(ctx context.Context) error {
 
 func (s *sqlStore) Close() error {
 	s.closeOnce.Do(func() {
-		err := s.wdb.Close()
+		var err error
+		if s.batch != nil {
+			s.batch.close() // finishes the queued writes
+		}
+		if s.rstmts != nil {
+			err = s.rstmts.close()
+		}
+		err = errors.Join(err, s.wdb.Close())
 		if s.rdb != s.wdb {
 			err = errors.Join(err, s.rdb.Close())
 		}
@@ -175,24 +194,71 @@ type querier struct {
 		QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 	}
 	d *dialect
+	// ctx, when set, replaces the context callers pass (a write running in a
+	// shared batch transaction: see batch.go).
+	ctx context.Context
+	// stmts, when set, supplies prepared statements.
+	stmts stmtSource
+}
+
+// stmtSource returns a prepared statement for a query text, or nil to run
+// the text unprepared.
+type stmtSource interface {
+	get(ctx context.Context, query string) *sql.Stmt
+}
+
+func (q *querier) prepared(ctx context.Context, query string) *sql.Stmt {
+	if q.stmts == nil {
+		return nil
+	}
+	return q.stmts.get(ctx, query)
+}
+
+func (q *querier) context(ctx context.Context) context.Context {
+	if q.ctx != nil {
+		return q.ctx
+	}
+	return ctx
 }
 
 func (q *querier) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return q.x.ExecContext(ctx, q.d.rebind(query), args...)
+	ctx, query = q.context(ctx), q.d.rebind(query)
+	if st := q.prepared(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return q.x.ExecContext(ctx, query, args...)
 }
 
 func (q *querier) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return q.x.QueryContext(ctx, q.d.rebind(query), args...)
+	ctx, query = q.context(ctx), q.d.rebind(query)
+	if st := q.prepared(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return q.x.QueryContext(ctx, query, args...)
 }
 
 func (q *querier) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	return q.x.QueryRowContext(ctx, q.d.rebind(query), args...)
+	ctx, query = q.context(ctx), q.d.rebind(query)
+	if st := q.prepared(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return q.x.QueryRowContext(ctx, query, args...)
 }
 
-// write runs fn in a write transaction (SQLite: BEGIN IMMEDIATE on the single
-// writer connection; PostgreSQL: READ COMMITTED, rows locked explicitly with
-// d.lockRow). fn's error is returned unchanged after rolling back.
+// write runs fn as one atomic write: SQLite: group-committed by s.batch, fn
+// in its own savepoint of a BEGIN IMMEDIATE transaction on the single writer
+// connection, answered after the commit; PostgreSQL: its own READ COMMITTED
+// transaction, rows locked explicitly with d.lockRow. fn's error is returned
+// unchanged after rolling fn's changes back.
 func (s *sqlStore) write(ctx context.Context, fn func(q *querier) error) error {
+	if s.batch != nil {
+		return s.batch.do(ctx, fn)
+	}
+	return s.writeTx(ctx, fn)
+}
+
+// writeTx runs fn in a transaction of its own.
+func (s *sqlStore) writeTx(ctx context.Context, fn func(q *querier) error) error {
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("directory: begin: %w", err)
@@ -219,4 +285,61 @@ func (s *sqlStore) read(ctx context.Context, fn func(q *querier) error) error {
 }
 
 // pool returns a querier for single statements outside a transaction.
-func (s *sqlStore) pool() *querier { return &querier{x: s.rdb, d: s.d} }
+func (s *sqlStore) pool() *querier {
+	q := &querier{x: s.rdb, d: s.d}
+	if s.rstmts != nil {
+		q.stmts = s.rstmts
+	}
+	return q
+}
+
+// maxPoolStmts bounds the statement texts poolStmts keeps prepared; texts
+// beyond it (e.g. ListAudit with many different limits) run unprepared.
+const maxPoolStmts = 64
+
+// poolStmts keeps the single statements run on the read pool prepared: for
+// the point queries of every SCIM request (the token list, a user by id or
+// userName) SQLite takes about as long to parse a statement as to run it.
+// Each *sql.Stmt is prepared on a pool connection when first used there.
+// Only statements run outside transactions use it, so preparing (which needs
+// a free connection) never waits for a connection its caller holds.
+type poolStmts struct {
+	db     *sql.DB
+	mu     sync.RWMutex
+	m      map[string]*sql.Stmt
+	closed bool
+}
+
+func (c *poolStmts) get(ctx context.Context, query string) *sql.Stmt {
+	c.mu.RLock()
+	st, ok := c.m[query]
+	full := c.closed || len(c.m) >= maxPoolStmts
+	c.mu.RUnlock()
+	if ok || full || strings.Contains(query, ";") {
+		return st
+	}
+	st, err := c.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil // running it unprepared reports the error
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev, ok := c.m[query]; ok || c.closed || len(c.m) >= maxPoolStmts {
+		_ = st.Close()
+		return prev // nil if the cache closed or filled meanwhile
+	}
+	c.m[query] = st
+	return st
+}
+
+func (c *poolStmts) close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	var err error
+	for _, st := range c.m {
+		err = errors.Join(err, st.Close())
+	}
+	clear(c.m)
+	return err
+}

@@ -209,6 +209,12 @@ func (s *sqlStore) ListUsers(ctx context.Context, uq UserQuery) ([]User, int, er
 	if len(where) > 0 {
 		cond = " WHERE " + strings.Join(where, " AND ")
 	}
+	if uq.UserName != nil {
+		// userName is unique: at most one row matches. One statement (its
+		// own snapshot) answers the page and the total; this is the lookup
+		// IdPs make before every create.
+		return s.listByUniqueName(ctx, cond, args, uq)
+	}
 	var (
 		users []User
 		total int
@@ -239,6 +245,37 @@ func (s *sqlStore) ListUsers(ctx context.Context, uq UserQuery) ([]User, int, er
 		return nil, 0, err
 	}
 	return users, total, nil
+}
+
+// listByUniqueName is ListUsers for a query with a userName, which matches at
+// most one user.
+func (s *sqlStore) listByUniqueName(ctx context.Context, cond string, args []any, uq UserQuery) ([]User, int, error) {
+	rows, err := s.pool().query(ctx, `SELECT `+userCols+` FROM users`+cond+` ORDER BY created_at, id`, args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("directory: list users: %w", err)
+	}
+	defer rows.Close()
+	var all []User
+	for rows.Next() {
+		var us userScan
+		if err := rows.Scan(us.dest()...); err != nil {
+			return nil, 0, fmt.Errorf("directory: list users: %w", err)
+		}
+		all = append(all, *us.user())
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("directory: list users: %w", err)
+	}
+	total := len(all)
+	offset := max(uq.Offset, 0)
+	if uq.Limit < 0 || offset >= total {
+		return nil, total, nil
+	}
+	all = all[offset:]
+	if uq.Limit > 0 && uq.Limit < len(all) {
+		all = all[:uq.Limit]
+	}
+	return all, total, nil
 }
 
 func (s *sqlStore) UpdateUser(ctx context.Context, id string, mutate func(*User) error) (User, error) {
