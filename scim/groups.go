@@ -261,20 +261,10 @@ func (h *groups) Patch(r *http.Request, id string, ops []elimity.PatchOperation)
 }
 
 func (h *groups) Delete(r *http.Request, id string) error {
-	if ifMatch := r.Header.Get("If-Match"); ifMatch != "" {
-		g, err := h.store.GetGroup(r.Context(), id)
-		if err != nil {
-			return toSCIMError(r.Context(), h.log, err)
-		}
-		if !versionMatches(ifMatch, g.Version) {
-			return toSCIMError(r.Context(), h.log, errVersionMismatch)
-		}
-	}
-	if err := h.store.DeleteGroup(r.Context(), id); err != nil {
-		return toSCIMError(r.Context(), h.log, err)
-	}
-	h.changed()
-	return nil
+	return deleteIfMatch(r, h.log, id, func(ctx context.Context, id string) (int64, error) {
+		g, err := h.store.GetGroup(ctx, id)
+		return g.Version, err
+	}, h.store.DeleteGroup, h.changed)
 }
 
 // groupDocument is the group as a SCIM document, members included, for PATCH.

@@ -418,19 +418,29 @@ func (h *users) Patch(r *http.Request, id string, ops []elimity.PatchOperation) 
 }
 
 func (h *users) Delete(r *http.Request, id string) error {
+	return deleteIfMatch(r, h.log, id, func(ctx context.Context, id string) (int64, error) {
+		u, err := h.store.GetUser(ctx, id)
+		return u.Version, err
+	}, h.store.DeleteUser, h.changed)
+}
+
+// deleteIfMatch deletes a resource, first checking an If-Match header against its version.
+func deleteIfMatch(r *http.Request, log *zap.Logger, id string, version func(context.Context, string) (int64, error),
+	del func(context.Context, string) error, changed func()) error {
+	ctx := r.Context()
 	if ifMatch := r.Header.Get("If-Match"); ifMatch != "" {
-		u, err := h.store.GetUser(r.Context(), id)
+		v, err := version(ctx, id)
 		if err != nil {
-			return toSCIMError(r.Context(), h.log, err)
+			return toSCIMError(ctx, log, err)
 		}
-		if !versionMatches(ifMatch, u.Version) {
-			return toSCIMError(r.Context(), h.log, errVersionMismatch)
+		if !versionMatches(ifMatch, v) {
+			return toSCIMError(ctx, log, errVersionMismatch)
 		}
 	}
-	if err := h.store.DeleteUser(r.Context(), id); err != nil {
-		return toSCIMError(r.Context(), h.log, err)
+	if err := del(ctx, id); err != nil {
+		return toSCIMError(ctx, log, err)
 	}
-	h.changed()
+	changed()
 	return nil
 }
 
