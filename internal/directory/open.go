@@ -54,7 +54,7 @@ func Open(ctx context.Context, opts Options) (Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.migrate(ctx); err != nil {
+	if err := migrateRetrying(ctx, s, opts.Driver); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -342,4 +342,26 @@ func (c *poolStmts) close() error {
 	}
 	clear(c.m)
 	return err
+}
+
+// migrateRetrying migrates, retrying on SQLite a first open that lost the race for the file to
+// another process opening it at the same moment (SQLITE_BUSY while switching to WAL or
+// migrating): the busy timeout does not cover every step of the first connection.
+func migrateRetrying(ctx context.Context, s *sqlStore, driver string) error {
+	for attempt := 1; ; attempt++ {
+		err := s.migrate(ctx)
+		if err == nil || driver != DriverSQLite || attempt >= 10 || !isSQLiteBusy(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+		}
+	}
+}
+
+func isSQLiteBusy(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "SQLITE_BUSY") || strings.Contains(msg, "database is locked")
 }
