@@ -91,21 +91,51 @@ func groupFields(attrs map[string]any) (displayName, externalID string, members 
 }
 
 func (h *groups) Create(r *http.Request, attrs elimity.ResourceAttributes) (elimity.Resource, error) {
-	m := map[string]any(attrs)
-	dn, ext, members, err := groupFields(m)
-	if err != nil {
+	var ng directory.Group
+	if err := fillGroup(&ng, map[string]any(attrs)); err != nil {
 		return elimity.Resource{}, err
 	}
-	raw, err := json.Marshal(m)
-	if err != nil {
-		return elimity.Resource{}, err
-	}
-	g, err := h.store.CreateGroup(r.Context(), directory.Group{DisplayName: dn, ExternalID: ext, Resource: raw, Members: members})
+	g, err := h.store.CreateGroup(r.Context(), ng)
 	if err != nil {
 		return elimity.Resource{}, toSCIMError(r.Context(), h.log, err)
 	}
 	h.changed()
 	return h.toResource(g, true)
+}
+
+// fillGroup sets g's document, indexed fields and members from a whole SCIM group document.
+func fillGroup(g *directory.Group, m map[string]any) error {
+	dn, ext, members, err := groupFields(m)
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	g.DisplayName, g.ExternalID, g.Resource, g.Members = dn, ext, raw, members
+	return nil
+}
+
+// update replaces a stored group with the document edit makes from it, in one store
+// transaction, honouring If-Match: the shared path of PUT and PATCH.
+func (h *groups) update(r *http.Request, id string, edit func(directory.Group) (map[string]any, error)) (directory.Group, error) {
+	ifMatch := r.Header.Get("If-Match")
+	g, err := h.store.UpdateGroup(r.Context(), id, func(g *directory.Group) error {
+		if !versionMatches(ifMatch, g.Version) {
+			return errVersionMismatch
+		}
+		m, err := edit(*g)
+		if err != nil {
+			return err
+		}
+		return fillGroup(g, m)
+	})
+	if err != nil {
+		return directory.Group{}, toSCIMError(r.Context(), h.log, err)
+	}
+	h.changed()
+	return g, nil
 }
 
 func (h *groups) Get(r *http.Request, id string) (elimity.Resource, error) {
@@ -201,58 +231,24 @@ func indexedGroupQuery(e filter.Expression) (directory.GroupQuery, bool) {
 }
 
 func (h *groups) Replace(r *http.Request, id string, attrs elimity.ResourceAttributes) (elimity.Resource, error) {
-	m := map[string]any(attrs)
-	dn, ext, members, err := groupFields(m)
+	g, err := h.update(r, id, func(directory.Group) (map[string]any, error) { return attrs, nil })
 	if err != nil {
 		return elimity.Resource{}, err
 	}
-	raw, err := json.Marshal(m)
-	if err != nil {
-		return elimity.Resource{}, err
-	}
-	ifMatch := r.Header.Get("If-Match")
-	g, err := h.store.UpdateGroup(r.Context(), id, func(g *directory.Group) error {
-		if !versionMatches(ifMatch, g.Version) {
-			return errVersionMismatch
-		}
-		g.DisplayName, g.ExternalID, g.Resource, g.Members = dn, ext, raw, members
-		return nil
-	})
-	if err != nil {
-		return elimity.Resource{}, toSCIMError(r.Context(), h.log, err)
-	}
-	h.changed()
 	return h.toResource(g, true)
 }
 
 func (h *groups) Patch(r *http.Request, id string, ops []elimity.PatchOperation) (elimity.Resource, error) {
-	ifMatch := r.Header.Get("If-Match")
-	g, err := h.store.UpdateGroup(r.Context(), id, func(g *directory.Group) error {
-		if !versionMatches(ifMatch, g.Version) {
-			return errVersionMismatch
-		}
-		m, err := groupDocument(*g)
+	g, err := h.update(r, id, func(g directory.Group) (map[string]any, error) {
+		m, err := groupDocument(g)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := applyPatch(m, ops); err != nil {
-			return err
-		}
-		dn, ext, members, err := groupFields(m)
-		if err != nil {
-			return err
-		}
-		raw, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
-		g.DisplayName, g.ExternalID, g.Resource, g.Members = dn, ext, raw, members
-		return nil
+		return m, applyPatch(m, ops)
 	})
 	if err != nil {
-		return elimity.Resource{}, toSCIMError(r.Context(), h.log, err)
+		return elimity.Resource{}, err
 	}
-	h.changed()
 	// RFC 7644 §3.5.2: 204 is fine for a PATCH; large groups are not echoed back.
 	if excludes(r, "members") || len(g.Members) > MaxResults {
 		return elimity.Resource{}, nil

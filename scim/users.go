@@ -143,19 +143,53 @@ func keepManagerDisplayName(m map[string]any, raw []byte) {
 func (h *users) Create(r *http.Request, attrs elimity.ResourceAttributes) (elimity.Resource, error) {
 	m := map[string]any(attrs)
 	keepManagerDisplayName(m, rawBody(r.Context()))
-	un, ext, active, err := normalise(m)
-	if err != nil {
+	var nu directory.User
+	if err := fill(&nu, m); err != nil {
 		return elimity.Resource{}, err
 	}
-	raw, err := json.Marshal(m)
-	if err != nil {
-		return elimity.Resource{}, err
-	}
-	nu := directory.User{UserName: un, ExternalID: ext, Active: active, Resource: raw}
 	if err := h.vet(r.Context(), nu); err != nil {
 		return elimity.Resource{}, err
 	}
 	u, err := h.store.CreateUser(r.Context(), nu)
+	if err != nil {
+		return elimity.Resource{}, toSCIMError(r.Context(), h.log, err)
+	}
+	h.changed()
+	return toResource(u)
+}
+
+// fill sets u's document and indexed fields from a whole SCIM user document, after checking and
+// cleaning it (normalise).
+func fill(u *directory.User, m map[string]any) error {
+	un, ext, active, err := normalise(m)
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	u.UserName, u.ExternalID, u.Active, u.Resource = un, ext, active, raw
+	return nil
+}
+
+// update replaces a stored user with the document edit makes from it, in one store transaction,
+// honouring If-Match and the configured check: the shared path of PUT and PATCH.
+func (h *users) update(r *http.Request, id string, edit func(directory.User) (map[string]any, error)) (elimity.Resource, error) {
+	ifMatch := r.Header.Get("If-Match")
+	u, err := h.store.UpdateUser(r.Context(), id, func(u *directory.User) error {
+		if !versionMatches(ifMatch, u.Version) {
+			return errVersionMismatch
+		}
+		m, err := edit(*u)
+		if err != nil {
+			return err
+		}
+		if err := fill(u, m); err != nil {
+			return err
+		}
+		return h.vet(r.Context(), *u)
+	})
 	if err != nil {
 		return elimity.Resource{}, toSCIMError(r.Context(), h.log, err)
 	}
@@ -363,58 +397,17 @@ func page(list []directory.User, total int) (elimity.Page, error) {
 func (h *users) Replace(r *http.Request, id string, attrs elimity.ResourceAttributes) (elimity.Resource, error) {
 	m := map[string]any(attrs)
 	keepManagerDisplayName(m, rawBody(r.Context()))
-	un, ext, active, err := normalise(m)
-	if err != nil {
-		return elimity.Resource{}, err
-	}
-	raw, err := json.Marshal(m)
-	if err != nil {
-		return elimity.Resource{}, err
-	}
-	ifMatch := r.Header.Get("If-Match")
-	u, err := h.store.UpdateUser(r.Context(), id, func(u *directory.User) error {
-		if !versionMatches(ifMatch, u.Version) {
-			return errVersionMismatch
-		}
-		u.UserName, u.ExternalID, u.Active, u.Resource = un, ext, active, raw
-		return h.vet(r.Context(), *u)
-	})
-	if err != nil {
-		return elimity.Resource{}, toSCIMError(r.Context(), h.log, err)
-	}
-	h.changed()
-	return toResource(u)
+	return h.update(r, id, func(directory.User) (map[string]any, error) { return m, nil })
 }
 
 func (h *users) Patch(r *http.Request, id string, ops []elimity.PatchOperation) (elimity.Resource, error) {
-	ifMatch := r.Header.Get("If-Match")
-	u, err := h.store.UpdateUser(r.Context(), id, func(u *directory.User) error {
-		if !versionMatches(ifMatch, u.Version) {
-			return errVersionMismatch
-		}
-		m, err := decodeResource(*u)
+	return h.update(r, id, func(u directory.User) (map[string]any, error) {
+		m, err := decodeResource(u)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := applyPatch(m, ops); err != nil {
-			return err
-		}
-		un, ext, active, err := normalise(m)
-		if err != nil {
-			return err
-		}
-		raw, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
-		u.UserName, u.ExternalID, u.Active, u.Resource = un, ext, active, raw
-		return h.vet(r.Context(), *u)
+		return m, applyPatch(m, ops)
 	})
-	if err != nil {
-		return elimity.Resource{}, toSCIMError(r.Context(), h.log, err)
-	}
-	h.changed()
-	return toResource(u)
 }
 
 func (h *users) Delete(r *http.Request, id string) error {
