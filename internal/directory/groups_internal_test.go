@@ -5,13 +5,14 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/uuid"
+
+	"github.com/flexbridge/flexbridge/internal/testutil/testenv"
 )
 
 // rowWrites counts the rows a function inserts, updates or deletes, per
@@ -197,13 +198,7 @@ SELECT l.v, l.v, 1, ?, ? FROM (`+s.d.textList+`) l`, now, now, listArg(members))
 // (FLEXBRIDGE_TEST_POSTGRES_DSN), dropped when the test ends.
 func internalTestSchema(t *testing.T) string {
 	t.Helper()
-	dsn := os.Getenv("FLEXBRIDGE_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("FLEXBRIDGE_TEST_POSTGRES_DSN is not set")
-		}
-		t.Skip("FLEXBRIDGE_TEST_POSTGRES_DSN is not set (run test/pg.sh and export the DSN it prints)")
-	}
+	dsn := testenv.PostgresDSN(t)
 	admin, err := sql.Open("pgx", dsn)
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -15,21 +14,14 @@ import (
 
 	"github.com/flexbridge/flexbridge/internal/directory"
 	"github.com/flexbridge/flexbridge/internal/directory/conformance"
+	"github.com/flexbridge/flexbridge/internal/testutil/testenv"
 )
 
 // postgresDSN returns the server the PostgreSQL tests use (test/pg.sh starts
 // one and prints its DSN). Without it the tests skip, except in CI.
 func postgresDSN(t *testing.T) string {
 	t.Helper()
-	dsn := os.Getenv("FLEXBRIDGE_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("FLEXBRIDGE_TEST_POSTGRES_DSN is not set; CI must run the PostgreSQL suite " +
-				`(export FLEXBRIDGE_TEST_POSTGRES_DSN="$(test/pg.sh | tail -n1)")`)
-		}
-		t.Skip("FLEXBRIDGE_TEST_POSTGRES_DSN is not set (run test/pg.sh and export the DSN it prints)")
-	}
-	return dsn
+	return testenv.PostgresDSN(t)
 }
 
 // newSchema creates an empty schema, dropped when the test ends, and returns

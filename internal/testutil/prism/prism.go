@@ -51,6 +51,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flexbridge/flexbridge/internal/testutil/testenv"
 )
 
 // EnvBinary names the environment variable that overrides where Prism is.
@@ -106,10 +108,7 @@ func Binary(t testing.TB) string {
 	t.Helper()
 	missing := func(msg string) {
 		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatal("prism: " + msg)
-		}
-		t.Skip("prism: " + msg)
+		testenv.Missing(t, "prism: "+msg)
 	}
 	if p := os.Getenv(EnvBinary); p != "" {
 		if _, err := os.Stat(p); err != nil {
@@ -127,25 +126,8 @@ func Binary(t testing.TB) string {
 	return p
 }
 
-// ModuleRoot returns the directory holding go.mod, found by walking up from the working
-// directory of the test (its package directory).
-func ModuleRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatalf("prism: %v", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("prism: go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
+// ModuleRoot returns the directory holding go.mod (see testenv.ModuleRoot).
+func ModuleRoot(t testing.TB) string { return testenv.ModuleRoot(t) }
 
 var errPortInUse = errors.New("port in use")
 

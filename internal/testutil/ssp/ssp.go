@@ -42,6 +42,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flexbridge/flexbridge/internal/testutil/testenv"
 )
 
 // DocRoot is where the Debian package puts SimpleSAMLphp's web root.
@@ -119,7 +121,7 @@ func StartWith(t testing.TB, o Options) *IdP {
 		o.NameIDFormat = "email"
 	}
 	php := requirePackages(t)
-	src := filepath.Join(moduleRoot(t), "test", "idp")
+	src := filepath.Join(testenv.ModuleRoot(t), "test", "idp")
 
 	dir := t.TempDir()
 	for _, sub := range []string{"config", "metadata"} {
@@ -317,11 +319,7 @@ func requirePackages(t testing.TB) string {
 	t.Helper()
 	missing := func(what string) {
 		t.Helper()
-		msg := "ssp: " + what + " (install with: sudo bash test/idp/install.sh)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.Missing(t, "ssp: "+what+" (install with: sudo bash test/idp/install.sh)")
 	}
 	php, err := exec.LookPath("php")
 	if err != nil {
@@ -344,26 +342,6 @@ var (
 	domOnce sync.Once
 	domOK   bool
 )
-
-// moduleRoot is the directory holding go.mod, found by walking up from the working
-// directory (a test's package directory).
-func moduleRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatalf("ssp: %v", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("ssp: go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
 
 func copyDir(src, dst string) error {
 	entries, err := os.ReadDir(src)
