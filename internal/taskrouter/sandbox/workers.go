@@ -106,6 +106,14 @@ func validateAttributes(attrs string) *apiError {
 	return nil
 }
 
+// activityParam is the activity named by the ActivitySid form parameter, or def without one.
+func (ws *workspace) activityParam(form map[string][]string, def *activity) (*activity, *apiError) {
+	if v, ok := first(form, "ActivitySid"); ok {
+		return ws.lookupActivity(v)
+	}
+	return def, nil
+}
+
 func (ws *workspace) lookupActivity(sid string) (*activity, *apiError) {
 	if !activitySIDPattern.MatchString(sid) {
 		return nil, errInvalid(fmt.Sprintf("ActivitySid %s is not a valid Activity SID", sid))
@@ -140,14 +148,10 @@ func (s *Server) createWorker(w http.ResponseWriter, base string, ws *workspace,
 		}
 		attrs = v
 	}
-	act := ws.defaultActivity
-	if v, ok := first(form, "ActivitySid"); ok {
-		a, aerr := ws.lookupActivity(v)
-		if aerr != nil {
-			writeError(w, aerr)
-			return
-		}
-		act = a
+	act, aerr := ws.activityParam(form, ws.defaultActivity)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
 	}
 	if _, dup := ws.byName[nameKey(name)]; dup {
 		writeError(w, ws.duplicateName(name))
@@ -213,14 +217,10 @@ func (s *Server) updateWorker(w http.ResponseWriter, r *http.Request, base strin
 			return
 		}
 	}
-	act := wk.activity
-	if v, ok := first(form, "ActivitySid"); ok {
-		a, aerr := ws.lookupActivity(v)
-		if aerr != nil {
-			writeError(w, aerr)
-			return
-		}
-		act = a
+	act, aerr := ws.activityParam(form, wk.activity)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
 	}
 	if v, ok := first(form, "RejectPendingReservations"); ok {
 		reject, err := strconv.ParseBool(v)
