@@ -117,6 +117,10 @@ func (h *users) changed() {
 // as read-only: OneLogin sends {"value":"","displayName":"Maria Garcia"} and nothing else
 // identifies the manager.
 func keepManagerDisplayName(m map[string]any, raw []byte) {
+	// Most bodies carry no manager at all: skip decoding them a second time.
+	if !bytes.Contains(bytes.ToLower(raw), []byte("manager")) {
+		return
+	}
 	var body map[string]any
 	if json.Unmarshal(raw, &body) != nil {
 		return
