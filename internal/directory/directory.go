@@ -165,6 +165,9 @@ type SyncItem struct {
 	// Groups are the user's groups as of State.DesiredGen, sorted like
 	// GroupsOfUser; nil when the user is in none or State.Deleted.
 	Groups []GroupRef
+	// SAML is the user's SAMLIdentity.Identity as of State.DesiredGen; nil
+	// when they never logged in by SAML or State.Deleted.
+	SAML json.RawMessage
 }
 
 // AuditRecord is one entry of the audit trail.
@@ -216,8 +219,10 @@ type Store interface {
 	// Modified are the store's; changes mutate makes to them are ignored.
 	// ErrNotFound, ErrConflict (userName taken), ErrInvalid.
 	UpdateUser(ctx context.Context, id string, mutate func(*User) error) (User, error)
-	// DeleteUser removes the user and turns its sync state into a tombstone
-	// (Deleted, desired_gen++), in one transaction. ErrNotFound.
+	// DeleteUser removes the user (with its SAML identity) and turns its sync
+	// state into a tombstone (Deleted, desired_gen++), and records the
+	// userName as deprovisioned (GetDeprovisioned), in one transaction.
+	// ErrNotFound.
 	DeleteUser(ctx context.Context, id string) error
 
 	// CreateGroup stores a new group with its members and marks every member
@@ -298,4 +303,19 @@ type Store interface {
 	// TouchToken records a use of the token at the given time (it never moves
 	// LastUsedAt backwards). ErrNotFound if the token does not exist.
 	TouchToken(ctx context.Context, id int64, at time.Time) error
+
+	// RememberAssertion records a consumed SAML assertion ID until the given
+	// time and reports whether it was new (false: a replay). Atomic across
+	// replicas. ErrInvalid for an empty or over-long ID.
+	RememberAssertion(ctx context.Context, id string, until time.Time) (fresh bool, err error)
+	// PutSAMLIdentity stores what a SAML login described for an existing
+	// user; when IdP or Identity changed, the user is marked for sync in the
+	// same transaction (changed reports it). ErrNotFound, ErrInvalid (Identity
+	// not a JSON object).
+	PutSAMLIdentity(ctx context.Context, si SAMLIdentity) (changed bool, err error)
+	// GetSAMLIdentity returns the user's stored SAML identity or ErrNotFound.
+	GetSAMLIdentity(ctx context.Context, userID string) (SAMLIdentity, error)
+	// GetDeprovisioned returns the deletion record of a userName
+	// (case-insensitively) or ErrNotFound.
+	GetDeprovisioned(ctx context.Context, userName string) (Deprovisioned, error)
 }

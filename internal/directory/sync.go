@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -76,8 +77,9 @@ LIMIT ?`+s.d.lockSkip, s.d.t(now), s.d.t(now), limit)
 		if _, err := q.exec(ctx, `UPDATE sync_state SET lease_owner = ?, lease_until = ? WHERE user_id IN (`+in+`)`, args...); err != nil {
 			return fmt.Errorf("directory: claim: %w", err)
 		}
-		rows, err = q.query(ctx, `SELECT `+stateCols+`, `+prefixed("u.", userCols)+`
+		rows, err = q.query(ctx, `SELECT `+stateCols+`, `+prefixed("u.", userCols)+`, si.identity
 FROM sync_state s LEFT JOIN users u ON u.id = s.user_id AND s.deleted = FALSE
+LEFT JOIN saml_identities si ON si.user_id = u.id
 WHERE s.user_id IN (`+in+`)
 ORDER BY s.next_attempt_at, s.user_id`, ids...)
 		if err != nil {
@@ -86,14 +88,18 @@ ORDER BY s.next_attempt_at, s.user_id`, ids...)
 		var live []string
 		for rows.Next() {
 			var (
-				ss stateScan
-				us userScan
+				ss   stateScan
+				us   userScan
+				saml sql.NullString
 			)
-			if err := rows.Scan(append(ss.dest(), us.dest()...)...); err != nil {
+			if err := rows.Scan(append(append(ss.dest(), us.dest()...), &saml)...); err != nil {
 				rows.Close()
 				return fmt.Errorf("directory: claim: %w", err)
 			}
 			it := SyncItem{State: ss.state(), User: us.user()}
+			if it.User != nil && saml.Valid {
+				it.SAML = json.RawMessage(saml.String)
+			}
 			if it.User != nil {
 				live = append(live, it.User.ID)
 			}

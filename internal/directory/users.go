@@ -330,6 +330,9 @@ func (s *sqlStore) DeleteUser(ctx context.Context, id string) error {
 		if err != nil {
 			return fmt.Errorf("directory: delete user: %w", err)
 		}
+		if err := s.recordDeprovisioned(ctx, q, id, userName); err != nil {
+			return err
+		}
 		return s.markSync(ctx, q, id, userName, true)
 	})
 }

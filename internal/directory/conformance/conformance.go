@@ -81,6 +81,7 @@ func RunTests(t *testing.T, newStore func(t *testing.T) directory.Store) {
 		{"Tokens", testTokens},
 	}
 	tests = append(tests, groupTests...)
+	tests = append(tests, samlTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := Clock(t)
