@@ -75,6 +75,8 @@ type Config struct {
 	defaultRoles []string
 	inactive     string
 	insights     string // InsightsWarn or InsightsStrip
+	sources      map[string]string // part -> SourceSCIM or SourceSAML; absent: SourceSCIM
+	claims       []string          // broker claims; nil: DefaultClaims
 }
 
 // Policies for Flex Insights (wfo.*) roles given to a user who is neither supervisor nor admin:

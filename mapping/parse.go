@@ -13,7 +13,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 )
 
-var topKeys = []string{"version", "friendly_name", "owns", "roles", "attributes", "inactive"}
+var topKeys = []string{"version", "friendly_name", "owns", "roles", "attributes", "inactive", "sources", "claims"}
 
 // maxValueDepth bounds the nesting of a structured attribute value.
 const maxValueDepth = 16
@@ -110,6 +110,16 @@ func (p *parser) parse(data []byte) *Config {
 	}
 	if n := top["attributes"]; n != nil {
 		p.attributes(c, n, owned)
+	}
+	if n := top["sources"]; n != nil {
+		p.sources(c, n)
+	}
+	if n := top["claims"]; n != nil {
+		valued := map[string]bool{}
+		for _, a := range c.attrs {
+			valued[a.key] = true
+		}
+		p.parseClaims(c, n, owned, valued)
 	}
 	if n := top["inactive"]; n != nil {
 		if s, ok := p.str(n, "inactive"); ok && s != InactiveDelete {
