@@ -16,8 +16,10 @@ const EnterpriseSchema = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:
 // ignored. id is the directory's id of the user; groups are the user's group memberships.
 func IdentityFromSCIM(id string, resource []byte, groups []Group) (Identity, error) {
 	var m map[string]any
-	if err := json.Unmarshal(resource, &m); err != nil {
-		return Identity{}, fmt.Errorf("scim user %s: %w", id, err)
+	if len(resource) > 0 { // none: a person created at login, never described by SCIM
+		if err := json.Unmarshal(resource, &m); err != nil {
+			return Identity{}, fmt.Errorf("scim user %s: %w", id, err)
+		}
 	}
 	o := obj(m)
 	ident := Identity{

@@ -143,3 +143,40 @@ func TestSourcesAndClaimsProblems(t *testing.T) {
 		}
 	}
 }
+
+func TestLoginEncoding(t *testing.T) {
+	in := Identity{
+		DisplayName: "Ada", Name: Name{GivenName: "Ada", FamilyName: "Lovelace"},
+		Emails: []Email{{Value: "ada@example.com", Primary: true}},
+		Groups: []Group{{ID: "dropped", ExternalID: "6b8d7f51-0d0f-4d3c-a7a4-0f5c2d0c9b1e"}, {DisplayName: "Flex Admins"}},
+		Extra:  map[string][]string{"b": {"2"}, "a": {"1", "x"}},
+	}
+	b1, err := EncodeLogin(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := EncodeLogin(in)
+	if string(b1) != string(b2) {
+		t.Fatal("encoding is not deterministic")
+	}
+	out, err := DecodeLogin(b1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := in
+	want.Groups = []Group{{ExternalID: in.Groups[0].ExternalID}, {DisplayName: "Flex Admins"}}
+	if !reflect.DeepEqual(out, want) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", out, want)
+	}
+	// Groups: nil (not said) and empty (said: none) stay apart.
+	for _, gs := range [][]Group{nil, {}} {
+		b, _ := EncodeLogin(Identity{Groups: gs})
+		out, _ := DecodeLogin(b)
+		if (out.Groups == nil) != (gs == nil) {
+			t.Errorf("groups %#v came back as %#v (%s)", gs, out.Groups, b)
+		}
+	}
+	if _, err := DecodeLogin([]byte(`{"groups":"x"}`)); err == nil {
+		t.Error("a malformed stored identity was accepted")
+	}
+}

@@ -73,6 +73,21 @@ func IdentityOf(u directory.User, groups []directory.GroupRef) (mapping.Identity
 	return id, err
 }
 
+// WithLogin merges the person's last SAML login (the stored
+// directory.SAMLIdentity, nil when none) into their SCIM identity, as the
+// mapping's sources section says (mapping.Config.Combine). A user whose stored
+// SCIM resource is empty was created at login and never described by SCIM.
+func WithLogin(cfg *mapping.Config, id mapping.Identity, u directory.User, login json.RawMessage) (mapping.Identity, error) {
+	if len(login) == 0 {
+		return id, nil
+	}
+	l, err := mapping.DecodeLogin(login)
+	if err != nil {
+		return id, fmt.Errorf("read login identity: %w", err)
+	}
+	return cfg.Combine(id, len(u.Resource) > 0, &l), nil
+}
+
 // Reconciler applies pending directory changes to TaskRouter workers.
 type Reconciler struct {
 	o    Options
@@ -225,16 +240,19 @@ func (r *Reconciler) reconcile(ctx context.Context, it directory.SyncItem) (outc
 		}
 		return r.remove(ctx, sid, "user deleted")
 	}
+	cfg := r.o.Mapping()
+	if cfg == nil {
+		return outcome{}, errors.New("no mapping loaded")
+	}
 	id, err := r.o.Identity(*it.User, it.Groups)
 	if err != nil {
 		return outcome{}, fmt.Errorf("read identity: %w", err)
 	}
-	if err := r.resolveManager(ctx, &id); err != nil {
+	if id, err = WithLogin(cfg, id, *it.User, it.SAML); err != nil {
 		return outcome{}, err
 	}
-	cfg := r.o.Mapping()
-	if cfg == nil {
-		return outcome{}, errors.New("no mapping loaded")
+	if err := r.resolveManager(ctx, &id); err != nil {
+		return outcome{}, err
 	}
 	spec, err := cfg.Evaluate(id)
 	if err != nil {

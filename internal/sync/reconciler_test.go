@@ -550,3 +550,55 @@ func TestDeleteAfterLostCreateRemovesWorker(t *testing.T) {
 		t.Error("orphan worker left behind")
 	}
 }
+
+func TestLoginIdentityFollowsSources(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "mapping.yaml")
+	m := "version: 1\nfriendly_name: \"{{ .UserName }}\"\nowns: [full_name]\nattributes:\n  full_name: \"{{ .DisplayName }}\"\n" +
+		"roles:\n  default: [agent]\n  rules:\n    - when: { group: \"Flex Admins\" }\n      grant: [admin]\n" +
+		"sources: { groups: saml }\n"
+	if err := os.WriteFile(file, []byte(m), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, file)
+	// A person provisioned by SCIM, whose logins are authoritative for groups only.
+	u := h.createUser("ada@example.com", "Ada (SCIM)")
+	h.pass()
+	login, err := mapping.EncodeLogin(mapping.Identity{DisplayName: "Ada (SAML)", Groups: []mapping.Group{{DisplayName: "Flex Admins"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.store.PutSAMLIdentity(h.ctx, directory.SAMLIdentity{UserID: u.ID, IdP: "okta", Identity: login}); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.pass(); n != 1 {
+		t.Fatalf("a changed login identity re-synced %d users, want 1", n)
+	}
+	w, _ := h.worker("ada@example.com")
+	attrs := decode(t, w.Attributes)
+	if got := strings.Join(toStrings(attrs["roles"]), ","); got != "admin" {
+		t.Errorf("roles = %s, want admin (groups from the login)", got)
+	}
+	if attrs["full_name"] != "Ada (SCIM)" {
+		t.Errorf("full_name = %v, want SCIM's (display_name stays scim)", attrs["full_name"])
+	}
+
+	// A person who only ever logged in: the login describes them entirely.
+	jit, err := h.store.CreateUser(h.ctx, directory.User{UserName: "bo@example.com", Active: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	login, _ = mapping.EncodeLogin(mapping.Identity{DisplayName: "Bo", Groups: []mapping.Group{}})
+	if _, err := h.store.PutSAMLIdentity(h.ctx, directory.SAMLIdentity{UserID: jit.ID, IdP: "okta", Identity: login}); err != nil {
+		t.Fatal(err)
+	}
+	h.pass()
+	w, ok := h.worker("bo@example.com")
+	if !ok {
+		t.Fatal("no worker for the login-only person")
+	}
+	attrs = decode(t, w.Attributes)
+	if attrs["full_name"] != "Bo" || strings.Join(toStrings(attrs["roles"]), ",") != "agent" {
+		t.Errorf("login-only worker attributes = %v", attrs)
+	}
+}
