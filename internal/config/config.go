@@ -124,6 +124,43 @@ type SAML struct {
 	// IdPs are the trusted identity providers; names are unique. Empty (the
 	// default) disables SAML.
 	IdPs []SAMLIdP `yaml:"idps"`
+	// Broker makes flexbridge the SAML IdP that Flex trusts. Off while its
+	// Flex list is empty (the default).
+	Broker SAMLBroker `yaml:"broker"`
+}
+
+// SAMLBroker configures broker mode: Flex's SSO points at flexbridge, which
+// authenticates the person at an upstream IdP (one of saml.idps), maps them
+// and answers Flex with a signed assertion carrying the mapping's claims.
+type SAMLBroker struct {
+	// IdP is the name of the upstream IdP in saml.idps. Default: the only
+	// one, when there is exactly one.
+	IdP string `yaml:"idp"`
+	// EntityID is flexbridge's entity id as an IdP. Default
+	// "<server.public_url>/saml/idp/metadata".
+	EntityID string `yaml:"entity_id"`
+	// Flex lists the Flex accounts (SAML service providers) that may log in
+	// through the broker. Empty (the default) disables broker mode.
+	Flex []SAMLBrokerSP `yaml:"flex"`
+	// RelayTargets are the absolute https URLs a login started at
+	// flexbridge (/saml/idp/login) may send Flex as RelayState.
+	RelayTargets []string `yaml:"relay_targets"`
+}
+
+// Enabled reports whether broker mode is on.
+func (b SAMLBroker) Enabled() bool { return len(b.Flex) > 0 }
+
+// SAMLBrokerSP is one Flex account as a SAML service provider.
+type SAMLBrokerSP struct {
+	// Name identifies it in /saml/idp/login?sp=NAME and in logs: 1 to 32 of
+	// a-z, 0-9 and "-".
+	Name string `yaml:"name"`
+	// EntityID is Flex's SP entity id, "urn:flex:JQ...".
+	EntityID string `yaml:"entity_id"`
+	// ACSURLs are Flex's assertion consumer service URLs; the first is used
+	// when an AuthnRequest names none. List the legacy form too if the
+	// account still uses it.
+	ACSURLs []string `yaml:"acs_urls"`
 }
 
 // Enabled reports whether any IdP is configured.

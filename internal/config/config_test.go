@@ -297,6 +297,8 @@ func TestYAMLKeys(t *testing.T) {
 		"saml.idps[].allow_idp_initiated", "saml.idps[].user_name", "saml.idps[].groups_fallback",
 		"saml.idps[].attributes.email", "saml.idps[].attributes.display_name",
 		"saml.idps[].attributes.groups", "saml.idps[].attributes.roles",
+		"saml.broker.idp", "saml.broker.entity_id", "saml.broker.flex[].name", "saml.broker.flex[].entity_id",
+		"saml.broker.flex[].acs_urls", "saml.broker.relay_targets",
 	}
 	got := leafPaths(schema, "")
 	if !reflect.DeepEqual(got, want) {

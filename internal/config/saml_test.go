@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -449,5 +450,55 @@ func TestExampleIdPEntry(t *testing.T) {
 	c := mustParse(t, "saml:\n  idps:\n"+strings.Join(entry, "\n")+"\n", nil)
 	if len(c.SAML.IdPs) != 1 || c.SAML.IdPs[0].Name != "okta" || c.SAML.IdPs[0].MetadataURL == "" || c.SAML.IdPs[0].Attributes.Email == "" {
 		t.Errorf("example entry decoded to %+v", c.SAML.IdPs)
+	}
+}
+
+func TestSAMLBrokerProblems(t *testing.T) {
+	const idps = `  idps:
+    - { name: okta, metadata_file: okta.xml }
+    - { name: entra, metadata_file: entra.xml }
+`
+	good := "saml:\n" + idps + `  broker:
+    idp: okta
+    flex:
+      - name: flex
+        entity_id: urn:flex:JQ0123456789abcdef0123456789abcdef
+        acs_urls: ['https://login.flex.us1.twilio.com/login/callback?connection=JQ0123456789abcdef0123456789abcdef']
+    relay_targets: [https://flex.twilio.com/agent-desktop]
+`
+	c := mustParse(t, good, nil)
+	if !c.SAML.Broker.Enabled() || c.SAML.Broker.Flex[0].ACSURLs[0] == "" || c.SAML.Broker.RelayTargets[0] != "https://flex.twilio.com/agent-desktop" {
+		t.Fatalf("broker = %+v", c.SAML.Broker)
+	}
+	bad := "saml:\n" + idps + `  broker:
+    idp: onelogin
+    entity_id: "not a uri"
+    flex:
+      - name: Flex!
+        acs_urls: [http://flex.example.com/acs]
+      - name: flex2
+        entity_id: urn:flex:JQ1
+    relay_targets: [ftp://x]
+`
+	_, err := Parse([]byte(bad), nil)
+	got := paths(problemsOf(t, err))
+	want := []string{
+		"saml.broker.entity_id", "saml.broker.idp",
+		"saml.broker.flex[0].name", "saml.broker.flex[0].entity_id", "saml.broker.flex[0].acs_urls[0]",
+		"saml.broker.flex[1].acs_urls", "saml.broker.relay_targets[0]",
+	}
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("no problem reported at %s (got %v)", w, got)
+		}
+	}
+	// Several IdPs and no choice; or no IdP at all.
+	_, err = Parse([]byte("saml:\n"+idps+"  broker:\n    flex: [{name: flex, entity_id: 'urn:flex:JQ1', acs_urls: ['https://a.example/acs']}]\n"), nil)
+	if got := paths(problemsOf(t, err)); !slices.Contains(got, "saml.broker.idp") {
+		t.Errorf("several IdPs without broker.idp: problems %v", got)
+	}
+	_, err = Parse([]byte("saml:\n  broker:\n    flex: [{name: flex, entity_id: 'urn:flex:JQ1', acs_urls: ['https://a.example/acs']}]\n"), nil)
+	if got := paths(problemsOf(t, err)); !slices.Contains(got, "saml.broker.flex") {
+		t.Errorf("broker without IdPs: problems %v", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -156,6 +157,7 @@ func (c *Config) problems(hidden func(path string) string, failed func(path stri
 	ps.positiveDuration("sync.full_reconcile_interval", c.Sync.FullReconcileInterval)
 
 	c.samlProblems(&ps)
+	c.brokerProblems(&ps)
 
 	return redact(ps.list, c.secrets())
 }
@@ -245,6 +247,55 @@ func (c *Config) samlProblems(ps *problemList) {
 				ps.add(key("groups_fallback"), `must be "deny" or a group name without leading or trailing spaces or control characters`)
 			}
 		}
+	}
+}
+
+// brokerProblems checks saml.broker.
+func (c *Config) brokerProblems(ps *problemList) {
+	b := &c.SAML.Broker
+	if v := b.EntityID; v != "" {
+		ps.check("saml.broker.entity_id", uriProblem(v, ps.shower("saml.broker.entity_id")))
+	}
+	if !b.Enabled() {
+		if len(b.RelayTargets) > 0 || b.IdP != "" {
+			ps.add("saml.broker.flex", "is empty, so broker mode is off; list the Flex accounts or remove the other saml.broker settings")
+		}
+		return
+	}
+	switch n := len(c.SAML.IdPs); {
+	case n == 0:
+		ps.add("saml.broker.flex", "needs an upstream IdP in saml.idps to authenticate people")
+	case b.IdP == "" && n > 1:
+		ps.add("saml.broker.idp", "is required when saml.idps lists several IdPs: name the one that authenticates people for Flex")
+	case b.IdP != "" && !slices.ContainsFunc(c.SAML.IdPs, func(i SAMLIdP) bool { return i.Name == b.IdP }):
+		ps.add("saml.broker.idp", "names no IdP of saml.idps: %s", ps.show("saml.broker.idp", b.IdP))
+	}
+	first := map[string]int{}
+	for i, f := range b.Flex {
+		at := fmt.Sprintf("saml.broker.flex[%d]", i)
+		switch {
+		case !idpNamePattern.MatchString(f.Name):
+			ps.add(at+".name", `must be 1 to 32 of a-z, 0-9 and "-", like "flex" or "flex-eu", got %s`, ps.show(at+".name", f.Name))
+		default:
+			if j, dup := first[f.Name]; dup {
+				ps.add(at+".name", "is already the name of saml.broker.flex[%d]; names must be unique", j)
+			}
+			first[f.Name] = i
+		}
+		if f.EntityID == "" {
+			ps.add(at+".entity_id", `is required: Flex's SP entity id, like "urn:flex:JQ0123456789abcdef0123456789abcdef"`)
+		} else {
+			ps.check(at+".entity_id", uriProblem(f.EntityID, ps.shower(at+".entity_id")))
+		}
+		if len(f.ACSURLs) == 0 {
+			ps.add(at+".acs_urls", `is required: Flex's ACS, like "https://login.flex.us1.twilio.com/login/callback?connection=JQ..."`)
+		}
+		for j, u := range f.ACSURLs {
+			ps.check(fmt.Sprintf("%s.acs_urls[%d]", at, j), metadataURLProblem(u))
+		}
+	}
+	for i, u := range b.RelayTargets {
+		ps.check(fmt.Sprintf("saml.broker.relay_targets[%d]", i), metadataURLProblem(u))
 	}
 }
 
