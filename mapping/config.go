@@ -74,7 +74,7 @@ type Config struct {
 	rules        []rule
 	defaultRoles []string
 	inactive     string
-	insights     string // InsightsWarn or InsightsStrip
+	insights     string            // InsightsWarn or InsightsStrip
 	sources      map[string]string // part -> SourceSCIM or SourceSAML; absent: SourceSCIM
 	claims       []string          // broker claims; nil: DefaultClaims
 }

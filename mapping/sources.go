@@ -186,3 +186,25 @@ func (p *parser) parseClaims(c *Config, n *yaml.Node, owned map[string]bool, val
 		p.add("claims", n, "must include %q: Flex refuses a login without roles (error 45050)", RolesKey)
 	}
 }
+
+// ClaimKeys returns the claims section (default DefaultClaims).
+func (c *Config) ClaimKeys() []string {
+	if c.claims == nil {
+		return slices.Clone(DefaultClaims)
+	}
+	return slices.Clone(c.claims)
+}
+
+// TaskRouterOnlyKeys returns the keys the bridge writes only through TaskRouter: every owned
+// key (the ownership marker included) that is not a claim. Broker mode must never send them as
+// claims, since Flex merges claims into the worker at login.
+func (c *Config) TaskRouterOnlyKeys() []string {
+	claims := c.ClaimKeys()
+	var out []string
+	for _, k := range c.Owned() {
+		if !slices.Contains(claims, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}

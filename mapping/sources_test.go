@@ -180,3 +180,14 @@ func TestLoginEncoding(t *testing.T) {
 		t.Error("a malformed stored identity was accepted")
 	}
 }
+
+func TestTaskRouterOnlyKeys(t *testing.T) {
+	c := mustParse(t, sourcesBase)
+	if got, want := c.TaskRouterOnlyKeys(), []string{"flexbridge", "routing"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("TaskRouterOnlyKeys = %v, want %v", got, want)
+	}
+	c = mustParse(t, sourcesBase+"claims: [roles]\n")
+	if got, want := c.TaskRouterOnlyKeys(), []string{"email", "flexbridge", "full_name", "routing"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("with claims [roles]: TaskRouterOnlyKeys = %v, want %v", got, want)
+	}
+}

@@ -70,6 +70,7 @@ func (sp *SP) serveACS(w http.ResponseWriter, r *http.Request) {
 		writeFailure(w, log, rid, fail(kindInternal, "login_handler_redirect", "the login handler answered an unusable redirect"), fields...)
 		return
 	}
+	sp.setSession(w, v.login, now)
 	log.Info("saml login accepted", fields...)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Location", redirect)

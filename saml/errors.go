@@ -151,9 +151,15 @@ var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 // requestLog returns the logger and correlation id of r. Behind internal/server.Wrap both come
 // from the request (logctx and the X-Request-Id response header); a bare handler makes its own.
 func (sp *SP) requestLog(w http.ResponseWriter, r *http.Request) (*zap.Logger, string) {
-	log := logctx.From(r.Context(), sp.log)
-	if log != sp.log {
-		log = log.Named("saml")
+	return requestLogNamed(sp.log, "saml", w, r)
+}
+
+// requestLogNamed is requestLog for any handler of this package: base is its own logger, and
+// name is appended to the request's logger when there is one.
+func requestLogNamed(base *zap.Logger, name string, w http.ResponseWriter, r *http.Request) (*zap.Logger, string) {
+	log := logctx.From(r.Context(), base)
+	if log != base {
+		log = log.Named(name)
 	}
 	rid := w.Header().Get(requestIDHeader)
 	if !validRequestID.MatchString(rid) {

@@ -190,11 +190,15 @@ type Options struct {
 	RequestLifetime time.Duration
 	// MetadataRefresh is how often Run refetches metadata URLs (default 1 h).
 	MetadataRefresh time.Duration
-	// CookieKey authenticates the pending-request cookie; at least 32 bytes. Default: derived
+	// CookieKey authenticates the pending-request and session cookies; at least 32 bytes. Default: derived
 	// from Key, so every replica with the same SP key accepts every other's cookies.
 	CookieKey []byte
 	// SignAuthnRequests signs AuthnRequests (RSA-SHA256 or ECDSA-SHA256, per Key).
 	SignAuthnRequests bool
+	// SessionLifetime is how long the browser session set after an accepted login lasts
+	// (default 10 min; see Session). Broker mode answers Flex from it without another upstream
+	// login.
+	SessionLifetime time.Duration
 }
 
 // SP is the service provider. It is safe for concurrent use.
@@ -234,6 +238,7 @@ func New(o Options) (*SP, error) {
 	setDefault(&o.ClockSkew, DefaultClockSkew)
 	setDefault(&o.RequestLifetime, DefaultRequestLifetime)
 	setDefault(&o.MetadataRefresh, DefaultMetadataRefresh)
+	setDefault(&o.SessionLifetime, DefaultSessionLifetime)
 
 	var problems []error
 	problem := func(format string, args ...any) { problems = append(problems, fmt.Errorf(format, args...)) }

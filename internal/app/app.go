@@ -5,7 +5,9 @@ package app
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -28,6 +30,7 @@ import (
 	"github.com/flexbridge/flexbridge/internal/taskrouter"
 	"github.com/flexbridge/flexbridge/internal/taskrouter/sandbox"
 	"github.com/flexbridge/flexbridge/mapping"
+	"github.com/flexbridge/flexbridge/saml"
 	"github.com/flexbridge/flexbridge/scim"
 )
 
@@ -52,6 +55,9 @@ type App struct {
 	sandboxSrv *http.Server
 	sandboxLn  net.Listener
 	workspace  string
+	sp         *saml.SP // nil when SAML is off
+	spKey      crypto.Signer
+	spCert     *x509.Certificate
 }
 
 // NewLogger builds the process logger from the log settings: JSON (production) or console.
@@ -170,6 +176,22 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 
 	mux := http.NewServeMux()
 	mux.Handle(scim.BasePath+"/", scimHandler)
+	if c.SAML.Enabled() {
+		if a.sp, err = a.newSP(c, func() *mapping.Config { return m }); err != nil {
+			return nil, fmt.Errorf("saml: %w", err)
+		}
+		a.sp.Routes(mux)
+		mux.Handle("GET "+WelcomePath, welcome(a.sp, a.store, a.log))
+		if c.SAML.Broker.Enabled() {
+			b, err := a.newBroker(c, func() *mapping.Config { return m })
+			if err != nil {
+				return nil, fmt.Errorf("saml broker: %w", err)
+			}
+			b.Routes(mux)
+			a.log.Info("SAML broker mode enabled: point Flex's SSO at the IdP metadata",
+				zap.String("idp_metadata", c.Server.PublicURL+saml.BrokerMetadataPath), zap.String("sso", b.SSOURL()))
+		}
+	}
 	server.Health(mux, a.store.Ping, a.log)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
@@ -322,6 +344,9 @@ func (a *App) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error { return a.reconciler.Run(gctx) })
+	if a.sp != nil {
+		g.Go(func() error { return a.sp.Run(gctx) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		a.log.Info("shutting down", zap.Duration("timeout", c.Server.ShutdownTimeout))

@@ -159,6 +159,13 @@ type stack struct {
 
 func startStack(t *testing.T) *stack {
 	t.Helper()
+	return startStackWith(t, nil)
+}
+
+// startStackWith is startStack with more configuration: extra, given the serve process's base
+// URL before it starts, returns YAML appended to its config file.
+func startStackWith(t *testing.T, extra func(base string) string) *stack {
+	t.Helper()
 	s := &stack{}
 	sbAddr := freeAddr(t)
 	s.sandbox = start(t, "sandbox", "--listen", sbAddr, "--account-sid", accountSID, "--auth-token", authToken)
@@ -196,6 +203,9 @@ sync:
   interval: 100ms
 `, addr, s.base, filepath.Join(dir, "data", "flexbridge.db"), accountSID, s.workspace, s.sandboxURL,
 		filepath.Join(repoRoot(), "configs", "mapping.yaml"))
+	if extra != nil {
+		cfg += extra(s.base)
+	}
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
