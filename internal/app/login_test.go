@@ -227,3 +227,30 @@ func TestLoginWaitsForTheWorker(t *testing.T) {
 		t.Errorf("audit detail %s, want synced", a.Detail)
 	}
 }
+
+// TestReplayIsRefusedByAnotherReplica: two replicas (two stores over one database file) share
+// the replay cache: an assertion consumed at one is refused at the other.
+func TestReplayIsRefusedByAnotherReplica(t *testing.T) {
+	dsn := filepath.Join(t.TempDir(), "fb.db")
+	var caches []replayCache
+	for range 2 {
+		st, err := directory.Open(t.Context(), directory.Options{Driver: "sqlite", DSN: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		caches = append(caches, replayCache{st})
+	}
+	until := time.Now().Add(5 * time.Minute)
+	fresh, err := caches[0].Remember(t.Context(), "_assertion-1", until)
+	if err != nil || !fresh {
+		t.Fatalf("first use at replica 0: fresh=%v err=%v", fresh, err)
+	}
+	fresh, err = caches[1].Remember(t.Context(), "_assertion-1", until)
+	if err != nil || fresh {
+		t.Fatalf("replay at replica 1: fresh=%v err=%v, want refused", fresh, err)
+	}
+	if fresh, _ := caches[1].Remember(t.Context(), "_assertion-2", until); !fresh {
+		t.Error("another assertion was refused")
+	}
+}

@@ -170,6 +170,16 @@ func TestSAMLDeprovisionedAreRefused(t *testing.T) {
 			}
 		})
 	}
+	// IdP-initiated logins are off unless the IdP's allow_idp_initiated says otherwise: a
+	// person in good standing is refused when the login did not start here.
+	b := browser.New(t)
+	finalURL, text := b.LoginSSP(t, s.idp.IdPInitiatedURL(""), ssp.Alice.Username, ssp.Alice.Password)
+	if !strings.HasPrefix(finalURL, s.base+"/saml/acs") || strings.Contains(text, "signed in as") {
+		t.Errorf("IdP-initiated login with allow_idp_initiated off ended at %s:\n%s", finalURL, text)
+	}
+	if w, _ := s.worker(ssp.Alice.Email); w != nil {
+		t.Error("a refused IdP-initiated login created a worker")
+	}
 	if !strings.Contains(s.serve.Stderr(), "deleted through SCIM") || !strings.Contains(s.serve.Stderr(), "deactivated through SCIM") {
 		t.Error("the log does not give the reasons of the refusals")
 	}
