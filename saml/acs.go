@@ -81,16 +81,8 @@ func (sp *SP) serveACS(w http.ResponseWriter, r *http.Request) {
 // also capped, before anything parses it as XML.
 func (sp *SP) readForm(w http.ResponseWriter, r *http.Request) ([]byte, string, *failure) {
 	max := sp.o.MaxResponseBytes
-	r.Body = http.MaxBytesReader(w, r.Body, int64(4*max+16<<10))
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
-		return nil, "", malformed("form_invalid", "content type %q", truncate(mt, 80))
-	}
-	if err := r.ParseForm(); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, "", fail(kindTooLarge, "body_too_large", "the form is over %d bytes", tooBig.Limit)
-		}
-		return nil, "", malformed("form_invalid", "%v", err)
+	if f := parseCappedForm(w, r, max); f != nil {
+		return nil, "", f
 	}
 	if _, ok := r.PostForm["SAMLart"]; ok {
 		return nil, "", malformed("artifact_binding", "the HTTP-Artifact binding is not supported")
@@ -522,4 +514,22 @@ func (sp *SP) parseWithCrewjam(p *idp, raw []byte, expectID string) (*crewjam.As
 		return nil, malformed("xml_roundtrip", "the document does not survive an XML round trip")
 	}
 	return nil, rejected("crewjam_rejected", "%s", truncate(msg, 300))
+}
+
+// parseCappedForm parses an HTTP-POST binding form (application/x-www-form-urlencoded) whose
+// base64 message may decode to at most limit bytes: the body is capped at four times that plus
+// room for the other fields, before anything reads it.
+func parseCappedForm(w http.ResponseWriter, r *http.Request, limit int) *failure {
+	r.Body = http.MaxBytesReader(w, r.Body, int64(4*limit+16<<10))
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+		return malformed("form_invalid", "content type %q", truncate(mt, 80))
+	}
+	if err := r.ParseForm(); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return fail(kindTooLarge, "body_too_large", "the form is over %d bytes", tooBig.Limit)
+		}
+		return malformed("form_invalid", "%v", err)
+	}
+	return nil
 }

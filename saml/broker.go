@@ -37,7 +37,6 @@ import (
 	"fmt"
 	"html/template"
 	"io"
-	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -497,16 +496,8 @@ func (b *Broker) readAuthnRequest(w http.ResponseWriter, r *http.Request) ([]byt
 	limit := b.o.MaxRequestBytes
 	var vals, relays []string
 	if r.Method == http.MethodPost {
-		r.Body = http.MaxBytesReader(w, r.Body, int64(4*limit+16<<10))
-		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
-			return nil, "", malformed("form_invalid", "content type %q", truncate(mt, 80))
-		}
-		if err := r.ParseForm(); err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				return nil, "", fail(kindTooLarge, "body_too_large", "the form is over %d bytes", tooBig.Limit)
-			}
-			return nil, "", malformed("form_invalid", "%v", err)
+		if f := parseCappedForm(w, r, limit); f != nil {
+			return nil, "", f
 		}
 		vals, relays = r.PostForm["SAMLRequest"], r.PostForm["RelayState"]
 	} else {
@@ -995,24 +986,8 @@ func (b *Broker) decodePending(name, value string, now time.Time) (brokerPending
 // prunePending expires this browser's dead pending cookies and all but the newest
 // maxPending-1 live ones (a new one is about to be set).
 func (b *Broker) prunePending(w http.ResponseWriter, r *http.Request, now time.Time) {
-	type live struct {
-		id      string
-		expires int64
-	}
-	var alive []live
-	for _, ck := range r.Cookies() {
-		id, ok := strings.CutPrefix(ck.Name, pendingCookiePrefix)
-		if !ok || !relayIDPattern.MatchString(id) {
-			continue
-		}
-		if t, ok := b.decodePending(ck.Name, ck.Value, now); ok {
-			alive = append(alive, live{id, t.Expires})
-		} else {
-			b.clearPending(w, id)
-		}
-	}
-	sort.Slice(alive, func(i, j int) bool { return alive[i].expires > alive[j].expires })
-	for i := maxPending - 1; i < len(alive); i++ {
-		b.clearPending(w, alive[i].id)
-	}
+	pruneCookies(r, pendingCookiePrefix, func(name, value string) (int64, bool) {
+		t, ok := b.decodePending(name, value, now)
+		return t.Expires, ok
+	}, func(id string) { b.clearPending(w, id) })
 }

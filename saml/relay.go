@@ -112,27 +112,35 @@ func (c requestCookies) decode(name, value string, now time.Time) (pendingReques
 // prune expires this browser's dead request cookies and all but the newest maxPending-1 live
 // ones (a new one is about to be set), so repeated login attempts cannot bloat its headers.
 func (c requestCookies) prune(w http.ResponseWriter, r *http.Request, now time.Time) {
+	pruneCookies(r, cookiePrefix, func(name, value string) (int64, bool) {
+		p, ok := c.decode(name, value, now)
+		return p.Expires, ok
+	}, func(id string) { c.clear(w, id) })
+}
+
+// pruneCookies keeps at most maxPending-1 of the browser's cookies named prefix+ID (ID as
+// newRelayID makes them): those that live (expires decodes them and reports their expiry) and
+// are newest. clear is called for every other one.
+func pruneCookies(r *http.Request, prefix string, expires func(name, value string) (int64, bool), clear func(id string)) {
 	type live struct {
-		relay   string
+		id      string
 		expires int64
 	}
 	var alive []live
 	for _, ck := range r.Cookies() {
-		relay, ok := strings.CutPrefix(ck.Name, cookiePrefix)
-		if !ok {
+		id, ok := strings.CutPrefix(ck.Name, prefix)
+		if !ok || !relayIDPattern.MatchString(id) {
 			continue
 		}
-		if p, ok := c.decode(ck.Name, ck.Value, now); ok && relayIDPattern.MatchString(relay) {
-			alive = append(alive, live{relay, p.Expires})
-			continue
-		}
-		if relayIDPattern.MatchString(relay) {
-			c.clear(w, relay)
+		if e, ok := expires(ck.Name, ck.Value); ok {
+			alive = append(alive, live{id, e})
+		} else {
+			clear(id)
 		}
 	}
 	sort.Slice(alive, func(i, j int) bool { return alive[i].expires > alive[j].expires })
 	for i := maxPending - 1; i < len(alive); i++ {
-		c.clear(w, alive[i].relay)
+		clear(alive[i].id)
 	}
 }
 

@@ -157,25 +157,12 @@ func (f *flexStandIn) acs(w http.ResponseWriter, r *http.Request) {
 // carrying NameID = the worker's FriendlyName and the mapping's claims only.
 func TestBrokerLoginDeliversToFlex(t *testing.T) {
 	flex := newFlexStandIn(t)
-	s := &samlStack{}
-	s.stack = startStackWith(t, func(base string) string {
-		s.idp = ssp.Start(t, base)
-		return fmt.Sprintf(`saml:
-  login_wait: 10s
-  idps:
-    - name: ssp
-      metadata_file: %q
-      attributes:
-        email: email
-        display_name: displayName
-        groups: groups
-  broker:
+	s := startSAMLStackWith(t, fmt.Sprintf(`  broker:
     flex:
       - name: flex
         entity_id: %q
         acs_urls: [%q]
-`, s.idp.MetadataFile(), flex.entityID(), flex.acsURL())
-	})
+`, flex.entityID(), flex.acsURL()))
 	flex.trust(t, s.base+"/saml/idp/metadata")
 
 	b := browser.New(t)

@@ -21,6 +21,12 @@ type samlStack struct {
 
 func startSAMLStack(t *testing.T) *samlStack {
 	t.Helper()
+	return startSAMLStackWith(t, "")
+}
+
+// startSAMLStackWith adds more, YAML indented as keys of the saml section.
+func startSAMLStackWith(t *testing.T, more string) *samlStack {
+	t.Helper()
 	s := &samlStack{}
 	s.stack = startStackWith(t, func(base string) string {
 		s.idp = ssp.Start(t, base)
@@ -33,7 +39,7 @@ func startSAMLStack(t *testing.T) *samlStack {
         email: email
         display_name: displayName
         groups: groups
-`, s.idp.MetadataFile())
+`, s.idp.MetadataFile()) + more
 	})
 	return s
 }
