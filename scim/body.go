@@ -58,37 +58,45 @@ func bodyKind(path, method string) string {
 // (mutability). It rewrites Entra ID's bare-string enterprise manager into {"value": id} and
 // a replace with a null value into a remove.
 func prepareBody(kind string, body []byte) ([]byte, error) {
+	body, _, err := prepareBodyDoc(kind, body)
+	return body, err
+}
+
+// prepareBodyDoc is prepareBody, also returning a User body decoded (with UseNumber) when it is
+// returned unchanged (nil otherwise), so that it need not be decoded again. (PATCH bodies are
+// not returned: splitClears may change the decoded operations of a body it leaves as it is.)
+func prepareBodyDoc(kind string, body []byte) ([]byte, map[string]any, error) {
 	if err := checkJSONShape(body); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if kind == "" {
-		return body, nil
+		return body, nil, nil
 	}
 	var doc map[string]any
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()
 	if err := d.Decode(&doc); err != nil || doc == nil {
-		return nil, badRequest(scimerrors.ScimTypeInvalidSyntax, "The request body must be a JSON object.")
+		return nil, nil, badRequest(scimerrors.ScimTypeInvalidSyntax, "The request body must be a JSON object.")
 	}
 	if err := checkSchemas(kind, doc); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	changed := false
 	switch kind {
 	case "PatchOp":
 		ops, _ := doc[findKey(doc, "Operations")].([]any)
 		if err := checkPatchSize(ops); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		var out []any
 		for i, o := range ops {
 			op, ok := o.(map[string]any)
 			if !ok {
-				return nil, badRequest(scimerrors.ScimTypeInvalidSyntax, fmt.Sprintf("Operation %d is not an object.", i))
+				return nil, nil, badRequest(scimerrors.ScimTypeInvalidSyntax, fmt.Sprintf("Operation %d is not an object.", i))
 			}
 			c, err := prepareOp(op)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			changed = changed || c
 			// A path-less value map that clears attributes with null or "" (Entra's null test):
@@ -112,9 +120,13 @@ func prepareBody(kind string, body []byte) ([]byte, error) {
 		}
 	}
 	if !changed {
-		return body, nil
+		if kind != "User" {
+			doc = nil
+		}
+		return body, doc, nil
 	}
-	return json.Marshal(doc)
+	out, err := json.Marshal(doc)
+	return out, nil, err
 }
 
 // checkPatchSize bounds the work one PATCH can ask for, counting each attribute of a path-less

@@ -21,9 +21,12 @@ var subAfterValuePath = regexp.MustCompile(`^\s*([A-Za-z][\w$-]*)\[([^\[\]]+)\]\
 //   - an unqualified manager (Entra's "id eq … and manager eq …") -> the enterprise
 //     extension's manager.value
 func normaliseFilter(f string) string {
-	if m := subAfterValuePath.FindStringSubmatch(f); m != nil && !strings.Contains(strings.ToLower(m[2]), " or ") {
-		// (The parser takes no parentheses inside a value path, so only and-ed inner filters.)
-		f = fmt.Sprintf("%s[%s and %s %s %s]", m[1], m[2], m[3], m[4], m[5])
+	// (The pattern needs a "[": most filters have none and skip the regular expression.)
+	if strings.Contains(f, "[") {
+		if m := subAfterValuePath.FindStringSubmatch(f); m != nil && !strings.Contains(strings.ToLower(m[2]), " or ") {
+			// (The parser takes no parentheses inside a value path, so only and-ed inner filters.)
+			f = fmt.Sprintf("%s[%s and %s %s %s]", m[1], m[2], m[3], m[4], m[5])
+		}
 	}
 	if !strings.Contains(strings.ToLower(f), "manager") {
 		return f

@@ -32,7 +32,7 @@ func applyOp(res map[string]any, op elimity.PatchOperation) error {
 			return badRequest(scimerrors.ScimTypeInvalidValue, "An operation without a path needs an object value.")
 		}
 		for key, v := range values {
-			p, err := filter.ParsePath([]byte(key))
+			p, err := parsePath(key)
 			if err != nil {
 				return badRequest(scimerrors.ScimTypeInvalidPath, fmt.Sprintf("Invalid attribute %q.", key))
 			}

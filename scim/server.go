@@ -14,6 +14,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -62,8 +63,14 @@ func init() {
 
 // New returns the http.Handler serving BasePath and everything below it.
 func New(opts Options) (http.Handler, error) {
+	h, _, err := newHandler(opts)
+	return h, err
+}
+
+// newHandler is New, also returning the server behind the authentication (for tests).
+func newHandler(opts Options) (http.Handler, *server, error) {
 	if opts.Store == nil {
-		return nil, errors.New("scim: a store is required")
+		return nil, nil, errors.New("scim: a store is required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
@@ -80,6 +87,17 @@ func New(opts Options) (http.Handler, error) {
 	u := &users{store: opts.Store, log: log, onChange: opts.OnChange, check: opts.Check,
 		schema: userRT, extensions: []schema.Schema{schema.ExtensionEnterpriseUser()}}
 	g := &groups{store: opts.Store, log: log, onChange: opts.OnChange, publicURL: publicURL, schema: groupRT}
+	userType := elimity.ResourceType{
+		ID:          optional.NewString("User"),
+		Name:        "User",
+		Description: optional.NewString("User Account"),
+		Endpoint:    "/Users",
+		Schema:      userRT,
+		SchemaExtensions: []elimity.SchemaExtension{
+			{Schema: schema.ExtensionEnterpriseUser()},
+		},
+		Handler: u,
+	}
 	lib, err := elimity.NewServer(&elimity.ServerArgs{
 		ServiceProviderConfig: &elimity.ServiceProviderConfig{
 			DocumentationURI: optional.NewString("https://github.com/flexbridge/flexbridge#scim"),
@@ -91,17 +109,7 @@ func New(opts Options) (http.Handler, error) {
 			SupportFiltering: true,
 			SupportPatch:     true,
 		},
-		ResourceTypes: []elimity.ResourceType{{
-			ID:          optional.NewString("User"),
-			Name:        "User",
-			Description: optional.NewString("User Account"),
-			Endpoint:    "/Users",
-			Schema:      userRT,
-			SchemaExtensions: []elimity.SchemaExtension{
-				{Schema: schema.ExtensionEnterpriseUser()},
-			},
-			Handler: u,
-		}, {
+		ResourceTypes: []elimity.ResourceType{userType, {
 			ID:          optional.NewString("Group"),
 			Name:        "Group",
 			Description: optional.NewString("Group"),
@@ -111,20 +119,22 @@ func New(opts Options) (http.Handler, error) {
 		}},
 	}, elimity.WithLogger(libLogger{log}))
 	if err != nil {
-		return nil, fmt.Errorf("scim: %w", err)
+		return nil, nil, fmt.Errorf("scim: %w", err)
 	}
 	s := &server{
 		lib:       lib,
 		log:       log,
 		publicURL: publicURL,
 		maxBody:   opts.MaxBodyBytes,
+		userType:  newUserType(userType),
+		listCount: MaxResults,
 		filterSchemas: map[string][]schema.Schema{
 			"Users":  {userRT, schema.ExtensionEnterpriseUser()},
 			"Groups": {groupRT},
 		},
 	}
 	auth := &bearerAuth{tokens: opts.Store, log: log, now: opts.Now, touched: map[int64]time.Time{}}
-	return auth.wrap(s), nil
+	return auth.wrap(s), s, nil
 }
 
 // withCommon adds the common attributes id, externalId and meta (RFC 7643 §3.1) to a core
@@ -162,6 +172,10 @@ type server struct {
 	log           *zap.Logger
 	publicURL     string
 	maxBody       int64
+	// userType, when set, serves the Users endpoint's frequent requests without the library
+	// (direct.go); listCount is the library's default and largest page (its MaxResults).
+	userType  *userType
+	listCount int
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -190,7 +204,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if schemas, ok := s.filterSchemas[strings.TrimPrefix(path, "/")]; ok && r.Method == http.MethodGet {
 			// Users and Groups lists: parse and validate here, hand the parsed filter to the
 			// handler through the context, and keep the library's validator out of it.
-			expr, err := filter.ParseFilter([]byte(normaliseFilter(f)))
+			expr, err := parseFilter(normaliseFilter(f))
 			if err != nil {
 				writeError(w, badRequest(scimerrors.ScimTypeInvalidFilter, "The filter is not valid RFC 7644 filter syntax."))
 				return
@@ -205,6 +219,10 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r.URL.RawQuery = q.Encode()
 		}
 	}
+	var (
+		body []byte
+		doc  map[string]any // body decoded, when prepareBodyDoc left it unchanged
+	)
 	if r.Body != nil && r.Method != http.MethodGet && r.Method != http.MethodDelete {
 		if ct := r.Header.Get("Content-Type"); ct != "" {
 			mt, _, err := mime.ParseMediaType(ct)
@@ -214,7 +232,8 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+		var err error
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
 		if err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
@@ -229,12 +248,18 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, badRequest(scimerrors.ScimTypeInvalidSyntax, "The request body is not valid JSON."))
 			return
 		}
-		if body, err = prepareBody(bodyKind(path, r.Method), body); err != nil {
+		if body, doc, err = prepareBodyDoc(bodyKind(path, r.Method), body); err != nil {
 			writeError(w, toSCIMError(r.Context(), s.log, err))
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r = r.WithContext(context.WithValue(r.Context(), rawBodyKey{}, body))
+		if body == nil {
+			body = []byte{}
+		}
+	}
+	if s.serveDirect(w, r, path, body, doc) {
+		return
 	}
 	rec := &recorder{header: http.Header{}, status: http.StatusOK}
 	r2 := r.Clone(r.Context())
@@ -289,8 +314,6 @@ func filtersOn(e filter.Expression, name string) bool {
 
 // finish rewrites the library's response where it falls short of RFC 7644, then sends it.
 func (s *server) finish(w http.ResponseWriter, r *http.Request, rec *recorder) {
-	q := r.URL.Query()
-	projected := r.Method == http.MethodGet && (q.Get("attributes") != "" || q.Get("excludedAttributes") != "")
 	body := rec.body.Bytes()
 	if rec.status >= 500 {
 		// The library puts raw error text in 500 bodies; never pass it on.
@@ -312,24 +335,7 @@ func (s *server) finish(w http.ResponseWriter, r *http.Request, rec *recorder) {
 		d := json.NewDecoder(bytes.NewReader(body))
 		d.UseNumber()
 		if err := d.Decode(&doc); err == nil {
-			if res, ok := doc["Resources"].([]any); ok {
-				doc["itemsPerPage"] = len(res)
-				for _, r := range res {
-					if m, ok := r.(map[string]any); ok {
-						s.absoluteLocation(m)
-						if projected {
-							project(m, q)
-						}
-					}
-				}
-			} else {
-				if loc := s.absoluteLocation(doc); loc != "" && rec.status == http.StatusCreated {
-					rec.header.Set("Location", loc)
-				}
-				if projected && doc["id"] != nil {
-					project(doc, q)
-				}
-			}
+			s.rewrite(r, rec.status, rec.header, doc)
 			if b, err := json.Marshal(doc); err == nil {
 				body = b
 			}
@@ -341,6 +347,36 @@ func (s *server) finish(w http.ResponseWriter, r *http.Request, rec *recorder) {
 	w.Header().Set("Content-Type", contentType)
 	w.WriteHeader(rec.status)
 	_, _ = w.Write(body)
+}
+
+// rewrite corrects a successful answer's document in place: absolute locations (and the
+// Location header of a 201), itemsPerPage of a list, and the attributes/excludedAttributes
+// projection of a GET.
+func (s *server) rewrite(r *http.Request, status int, header http.Header, doc map[string]any) {
+	projected := false
+	var q url.Values
+	if r.Method == http.MethodGet && r.URL.RawQuery != "" {
+		q = r.URL.Query()
+		projected = q.Get("attributes") != "" || q.Get("excludedAttributes") != ""
+	}
+	if res, ok := doc["Resources"].([]any); ok {
+		doc["itemsPerPage"] = len(res)
+		for _, r := range res {
+			if m, ok := r.(map[string]any); ok {
+				s.absoluteLocation(m)
+				if projected {
+					project(m, q)
+				}
+			}
+		}
+		return
+	}
+	if loc := s.absoluteLocation(doc); loc != "" && status == http.StatusCreated {
+		header.Set("Location", loc)
+	}
+	if projected && doc["id"] != nil {
+		project(doc, q)
+	}
 }
 
 // absoluteLocation makes meta.location absolute and returns it.
