@@ -285,21 +285,11 @@ func (a *App) ensureToken(ctx context.Context) error {
 // in the same change, stayed stuck behind a sync error.
 func (a *App) checkUser(current func() *mapping.Config) func(context.Context, directory.User) error {
 	return func(ctx context.Context, u directory.User) error {
-		var groups []directory.GroupRef
-		if u.ID != "" {
-			var err error
-			if groups, err = a.store.GroupsOfUser(ctx, u.ID); err != nil && !errors.Is(err, directory.ErrNotFound) {
-				return nil // a store hiccup is not the client's fault; the write path reports it
-			}
-		}
-		id, err := sync.IdentityOf(u, groups)
+		groups, err := groupsOf(ctx, a.store, u)
 		if err != nil {
-			return err
+			return nil // a store hiccup is not the client's fault; the write path reports it
 		}
-		if id.ID == "" {
-			id.ID = "00000000-0000-0000-0000-000000000000" // not assigned yet; only its length matters
-		}
-		spec, err := current().Evaluate(id)
+		spec, err := specOf(current(), u, groups, nil)
 		if err != nil {
 			return err
 		}

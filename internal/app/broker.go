@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/flexbridge/flexbridge/internal/config"
 	"github.com/flexbridge/flexbridge/internal/directory"
-	"github.com/flexbridge/flexbridge/internal/sync"
 	"github.com/flexbridge/flexbridge/mapping"
 	"github.com/flexbridge/flexbridge/saml"
 )
@@ -43,27 +43,21 @@ func (b brokerClaims) Claims(ctx context.Context, s saml.Session) (saml.BrokerCl
 	if !u.Active {
 		return saml.BrokerClaims{}, fmt.Errorf("%q is deactivated: %w", s.UserName, saml.ErrRefused)
 	}
-	groups, err := b.store.GroupsOfUser(ctx, u.ID)
-	if err != nil && !errors.Is(err, directory.ErrNotFound) {
-		return saml.BrokerClaims{}, err
-	}
-	id, err := sync.IdentityOf(u, groups)
+	groups, err := groupsOf(ctx, b.store, u)
 	if err != nil {
 		return saml.BrokerClaims{}, err
 	}
-	cfg := b.mapping()
-	si, err := b.store.GetSAMLIdentity(ctx, u.ID)
-	switch {
+	var login json.RawMessage
+	switch si, err := b.store.GetSAMLIdentity(ctx, u.ID); {
 	case err == nil:
-		if id, err = sync.WithLogin(cfg, id, u, si.Identity); err != nil {
-			return saml.BrokerClaims{}, err
-		}
+		login = si.Identity
 	case !errors.Is(err, directory.ErrNotFound):
 		return saml.BrokerClaims{}, err
 	}
-	spec, err := cfg.Evaluate(id)
+	cfg := b.mapping()
+	spec, err := specOf(cfg, u, groups, login)
 	if err != nil {
-		return saml.BrokerClaims{}, fmt.Errorf("mapping: %w", err)
+		return saml.BrokerClaims{}, err
 	}
 	if !spec.Access {
 		return saml.BrokerClaims{}, fmt.Errorf("the mapping gives %q no access (%s): %w", s.UserName, spec.Reason, saml.ErrRefused)

@@ -10,7 +10,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/flexbridge/flexbridge/internal/directory"
-	"github.com/flexbridge/flexbridge/internal/sync"
 	"github.com/flexbridge/flexbridge/mapping"
 	"github.com/flexbridge/flexbridge/saml"
 )
@@ -78,34 +77,24 @@ func (h *logins) login(ctx context.Context, l saml.Login) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	// Decide with what the mapping would see after this login, before writing anything.
-	cfg := h.mapping()
-	id := mapping.Identity{UserName: userName, Active: true}
-	if found {
-		groups, err := h.store.GroupsOfUser(ctx, u.ID)
-		if err != nil && !errors.Is(err, directory.ErrNotFound) {
-			return "", err
-		}
-		if id, err = sync.IdentityOf(u, groups); err != nil {
-			return "", err
-		}
+	// Decide with what the mapping will see after this login, before writing anything.
+	if !found {
+		u = directory.User{UserName: userName, Active: true}
 	}
-	if id, err = sync.WithLogin(cfg, id, u, login); err != nil {
+	groups, err := groupsOf(ctx, h.store, u)
+	if err != nil {
 		return "", err
 	}
-	if id.ID == "" {
-		id.ID = "00000000-0000-0000-0000-000000000000" // not assigned yet
-	}
-	spec, err := cfg.Evaluate(id)
+	spec, err := specOf(h.mapping(), u, groups, login)
 	if err != nil {
-		return "", fmt.Errorf("mapping: %w", err)
+		return "", err
 	}
 	if !spec.Access {
 		return "", h.refuse(ctx, l, u.ID, "the mapping gives no access: "+spec.Reason)
 	}
 
 	if !found {
-		u, err = h.store.CreateUser(ctx, directory.User{UserName: userName, Active: true})
+		u, err = h.store.CreateUser(ctx, u)
 		if err != nil {
 			return "", err
 		}
