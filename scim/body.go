@@ -3,9 +3,7 @@ package scim
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 
@@ -293,57 +291,4 @@ func managerAsObject(m map[string]any, key string) bool {
 		m[key] = map[string]any{"value": s}
 	}
 	return true
-}
-
-// checkJSONShape walks the body's tokens, refusing duplicate keys in any object (compared
-// case-insensitively, as SCIM attribute names are) and nesting deeper than maxJSONDepth.
-func checkJSONShape(body []byte) error {
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.UseNumber()
-	type frame struct {
-		object bool
-		keys   map[string]bool
-		expect bool // in an object: the next token is a key
-	}
-	var stack []*frame
-	for {
-		tok, err := d.Token()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return badRequest(scimerrors.ScimTypeInvalidSyntax, "The request body is not valid JSON.")
-		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		if top != nil && top.object && top.expect {
-			if k, ok := tok.(string); ok {
-				lk := strings.ToLower(k)
-				if top.keys[lk] {
-					return badRequest(scimerrors.ScimTypeInvalidSyntax, fmt.Sprintf("The key %q appears twice in one object.", k))
-				}
-				top.keys[lk] = true
-				top.expect = false
-				continue
-			}
-		}
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
-			if len(stack) >= maxJSONDepth {
-				return badRequest(scimerrors.ScimTypeInvalidSyntax, "The request body is nested too deeply.")
-			}
-			if top != nil && top.object {
-				top.expect = true
-			}
-			stack = append(stack, &frame{object: tok == json.Delim('{'), keys: map[string]bool{}, expect: tok == json.Delim('{')})
-		case json.Delim('}'), json.Delim(']'):
-			stack = stack[:len(stack)-1]
-		default:
-			if top != nil && top.object {
-				top.expect = true
-			}
-		}
-	}
 }

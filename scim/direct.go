@@ -14,13 +14,13 @@ import (
 	"github.com/elimity-com/scim/schema"
 )
 
-// The Users endpoint's frequent reads and creates (create, list/lookup, get) are served here
+// The Users endpoint's frequent requests (create, list/lookup, get, PATCH) are served here
 // without the library's ServeHTTP: it would validate with schemas it rebuilds on every request,
 // marshal its answer, and finish would decode and re-encode that answer. The functions below do what the library's handler and
 // finish do, in the same order and with the same results (statuses, headers, bodies, the calls
 // to the users handler), building the answer once, through the library's exported schema and
-// handler API only. Everything else (PATCH, PUT, DELETE, Groups, discovery, unknown paths)
-// still goes through the library and finish: PATCH validation is internal to the library.
+// handler API only (PATCH: direct_patch.go). Everything else (PUT, DELETE, Groups, discovery,
+// unknown paths) still goes through the library and finish.
 //
 // The behaviour matched is that of github.com/elimity-com/scim at the version go.mod pins,
 // observed through its HTTP answers; a library upgrade must be checked against it
@@ -67,14 +67,18 @@ func (s *server) serveDirect(w http.ResponseWriter, r *http.Request, path string
 		return true
 	case path == ep && r.Method == http.MethodGet:
 		return s.directList(w, r)
-	case strings.HasPrefix(path, ep+"/") && r.Method == http.MethodGet:
+	case strings.HasPrefix(path, ep+"/") && (r.Method == http.MethodGet || r.Method == http.MethodPatch && body != nil):
 		// The library unescapes the (already unescaped) path once more; an error there
 		// makes it answer 404 for an unknown endpoint.
 		id, err := url.PathUnescape(strings.TrimPrefix(path, ep+"/"))
 		if err != nil {
 			return false
 		}
-		s.directGet(w, r, id)
+		if r.Method == http.MethodPatch {
+			s.directPatch(w, r, id, body)
+		} else {
+			s.directGet(w, r, id)
+		}
 		return true
 	}
 	return false

@@ -37,7 +37,7 @@ type diffSide struct {
 	ids   map[string]string // $U1, $UID, ... -> id
 }
 
-func newDiffSide(t *testing.T, direct bool) *diffSide {
+func newDiffSide(t testing.TB, direct bool) *diffSide {
 	t.Helper()
 	ctx := context.Background()
 	var tick atomic.Int64
@@ -104,13 +104,13 @@ func (d *diffSide) send(method, target string, body []byte, hdr ...string) diffA
 }
 
 type diffEnv struct {
-	t            *testing.T
+	t            testing.TB
 	direct, lib  *diffSide
 	n            int
 	createdCount int
 }
 
-func newDiffEnv(t *testing.T) *diffEnv {
+func newDiffEnv(t testing.TB) *diffEnv {
 	e := &diffEnv{t: t, direct: newDiffSide(t, true), lib: newDiffSide(t, false)}
 	for i, name := range []string{"one", "two", "three"} {
 		e.fixture(fmt.Sprintf("$U%d", i+1), "/Users", fmt.Sprintf(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],`+
@@ -207,7 +207,7 @@ func sameHeaders(a, b http.Header) bool {
 }
 
 // readCorpus reads the seed corpus of a fuzz target: one []any per file, in file name order.
-func readCorpus(t *testing.T, target string) [][]any {
+func readCorpus(t testing.TB, target string) [][]any {
 	t.Helper()
 	dir := filepath.Join("testdata", "fuzz", target)
 	entries, err := os.ReadDir(dir)
@@ -301,6 +301,25 @@ func TestDirectMatchesLibrary(t *testing.T) {
 	e.compare(http.MethodPatch, uid, []byte(`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"nope":1}}]}`))
 	e.compare(http.MethodPatch, uid, []byte(`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"nope[x eq 1]","value":1}]}`))
 	e.compare(http.MethodPatch, uid, []byte(`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":5,"value":1}]}`))
+	for _, ops := range directPatchCases {
+		e.compare(http.MethodPatch, uid, []byte(`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":`+ops+`}`))
+		e.compare(http.MethodGet, uid, nil)
+	}
+	for _, body := range []string{`{"schemas":["urn:ietf:params:scim:api:messages:2.0:patchop"],"Operations":[{"op":"add","path":"title","value":"x"}]}`,
+		`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"operations":[{"op":"add","path":"title","value":"y"}]}`,
+		`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":null}`,
+		`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"]}`,
+		`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":{"op":"add"}}`,
+		`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp","urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"add","path":"title","value":"z"}]}`,
+		`{"schemas":"urn:ietf:params:scim:api:messages:2.0:PatchOp","Operations":[{"op":"add","path":"title","value":"z"}]}`,
+		`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"add","path":"title","value":"z"}],"extra":1}`,
+	} {
+		e.compare(http.MethodPatch, uid, []byte(body))
+	}
+	e.compare(http.MethodPatch, users+"/$U2", okta(false))
+	e.compare(http.MethodPatch, users+"/$U2/", okta(false))
+	e.compare(http.MethodPatch, users+"/", okta(false))
+	e.compare(http.MethodPatch, BasePath+"/v2/Users/$U2", okta(true))
 	e.compare(http.MethodGet, uid, nil)
 
 	// The fuzz corpora, as the fuzz targets send them.
@@ -370,5 +389,90 @@ func FuzzParsePath(f *testing.F) {
 				t.Fatalf("%q: parsePath gives %#v, %v; the parser %#v, %v", s, got, gotErr, want, wantErr)
 			}
 		}
+	})
+}
+
+// directPatchCases are PATCH operation lists (the "Operations" member) for the comparison:
+// the shapes IdPs send and the edges of the library's operation checks.
+var directPatchCases = []string{
+	`[{"op":"Replace","path":"active","value":"False"}]`,
+	`[{"op":"replace","path":"active","value":"maybe"}]`,
+	`[{"op":"replace","path":"active","value":true}]`,
+	`[{"op":"ADD","path":"title","value":"Lead"}]`,
+	`[{"op":"add","path":"title","value":null}]`,
+	`[{"op":"add","path":"title"}]`,
+	`[{"op":"replace","path":"title","value":5}]`,
+	`[{"op":"replace","path":"","value":{"title":"T2"}}]`,
+	`[{"op":"replace","path":" title","value":"x"}]`,
+	`[{"op":"replace","path":"title ","value":"x"}]`,
+	`[{"op":"replace","path":"urn:ietf:params:scim:schemas:core:2.0:User:name.givenName","value":"Gr"}]`,
+	`[{"op":"replace","path":"URN:IETF:PARAMS:SCIM:SCHEMAS:CORE:2.0:USER:name.givenName","value":"Gr"}]`,
+	`[{"op":"replace","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value","value":"$U2"}]`,
+	`[{"op":"replace","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager","value":{"value":"$U3","id":"x"}}]`,
+	`[{"op":"replace","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:nope","value":"x"}]`,
+	`[{"op":"replace","path":"urn:x:y:department","value":"x"}]`,
+	`[{"op":"add","value":{"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department":"Ops","name.middleName":"M"}}]`,
+	`[{"op":"add","value":{"urn:x:department":"Ops"}}]`,
+	`[{"op":"add","value":{"9a":"x"}}]`,
+	`[{"op":"add","value":{"":"x","title":"E"}}]`,
+	`[{"op":"add","value":{"id":"x","":"y","title":"F"}}]`,
+	`[{"op":"add","value":{"emails[type eq \"work\"].value":"v@example.com"}}]`,
+	`[{"op":"add","value":"title"}]`,
+	`[{"op":"add","value":["title"]}]`,
+	`[{"op":"replace","path":"emails[type eq \"work\"].value","value":"w2@example.com"}]`,
+	`[{"op":"replace","path":"emails[type eq \"work\"]","value":{"value":"w3@example.com","type":"work","primary":true}}]`,
+	`[{"op":"replace","path":"emails[type eq \"work\"]","value":[{"value":"w4@example.com","type":"work"}]}]`,
+	`[{"op":"add","path":"emails","value":{"value":"x@example.com","type":"other"}}]`,
+	`[{"op":"add","path":"emails","value":[]}]`,
+	`[{"op":"add","path":"emails","value":[{"value":"y@example.com"},{"value":5}]}]`,
+	`[{"op":"remove","path":"emails[type eq \"other\"]"}]`,
+	`[{"op":"remove","path":"emails","value":[{"value":"y@example.com"}]}]`,
+	`[{"op":"remove","path":"emails","value":{"value":"x@example.com"}}]`,
+	`[{"op":"remove","path":"emails[nope eq \"x\"].value"}]`,
+	`[{"op":"replace","path":"emails[nope eq \"x\"].value","value":"x"}]`,
+	`[{"op":"replace","path":"emails[type eq \"work\"].nope","value":"x"}]`,
+	`[{"op":"replace","path":"phoneNumbers[type eq 5].value","value":"+1"}]`,
+	`[{"op":"replace","path":"name[givenName eq \"Grace\"].familyName","value":"H2"}]`,
+	`[{"op":"remove","path":"name[givenName eq \"Gr\"]"}]`,
+	`[{"op":"replace","path":"name.nope","value":"x"}]`,
+	`[{"op":"replace","path":"nickName[value eq \"N\"]","value":"y"}]`,
+	`[{"op":"remove","path":"nickName[value eq \"x\"]"}]`,
+	`[{"op":"remove","path":"name[nope eq \"x\"]"}]`,
+	`[{"op":"replace","path":"title.nope","value":"x"}]`,
+	`[{"op":"replace","path":"externalId","value":"ext-new"}]`,
+	`[{"op":"add","path":"roles","value":{"value":"r1","primary":"True"}}]`,
+	`[{"op":"add","path":"x509Certificates","value":[{"value":"not base64!"}]}]`,
+	`[{"op":"add","path":"x509Certificates","value":[{"value":"aGVsbG8="}]}]`,
+	`[{"op":"remove","path":"x509Certificates"}]`,
+	`[{"op":"add","path":"userName","value":"Runscope123Abc@atko.com"},{"op":"add","path":"nickName","value":"N"}]`,
+	`[{"op":"add","path":"nickName","value":"N2"},{"op":"add","path":"nope","value":"x"}]`,
+	`[{"op":"add","path":"nickName","value":"N3"},{"op":"replace","path":"active","value":"no"}]`,
+	`[{"op":"move","path":"nickName","value":"x"}]`,
+	`[{"op":5,"path":"nickName","value":"x"}]`,
+	`[{"op":"add","path":["nickName"],"value":"x"}]`,
+	`[5]`,
+	`[null]`,
+	`[{}]`,
+	`[{"op":"remove","path":"nickName","value":"N3"}]`,
+	`[{"op":"remove","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager"}]`,
+	`[{"op":"replace","path":"userName","value":""}]`,
+	`[{"op":"replace","value":{"active":false,"userName":"Runscope123Abc@atko.com"}}]`,
+	`[{"op":"replace","value":{"active":true}}]`,
+}
+
+// FuzzDirectPatch sends one PATCH (shaped as FuzzPatch shapes it) to both servers and
+// compares the answers, then the user's state, as TestDirectMatchesLibrary does.
+func FuzzDirectPatch(f *testing.F) {
+	for _, in := range readCorpus(f, "FuzzPatch") {
+		f.Add(in[0].([]byte), in[1].(string), in[2].(string), in[3].([]byte))
+	}
+	e := newDiffEnv(f)
+	f.Fuzz(func(t *testing.T, body []byte, op, path string, value []byte) {
+		e.t = t
+		if len(body) == 0 {
+			body = patchOperation(op, path, value)
+		}
+		e.compare(http.MethodPatch, BasePath+"/Users/$UID", body)
+		e.compare(http.MethodGet, BasePath+"/Users/$UID", nil)
 	})
 }

@@ -244,10 +244,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, badRequest(scimerrors.ScimTypeInvalidSyntax, "The request body could not be read."))
 			return
 		}
-		if !json.Valid(body) {
-			writeError(w, badRequest(scimerrors.ScimTypeInvalidSyntax, "The request body is not valid JSON."))
-			return
-		}
+		// prepareBodyDoc refuses invalid JSON first (checkJSONShape).
 		if body, doc, err = prepareBodyDoc(bodyKind(path, r.Method), body); err != nil {
 			writeError(w, toSCIMError(r.Context(), s.log, err))
 			return
