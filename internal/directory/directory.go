@@ -80,7 +80,7 @@ type Options struct {
 
 // User is the desired state of one identity, as the IdP last described it.
 type User struct {
-	ID         string // server-assigned (UUID v4)
+	ID         string // server-assigned (UUID v7: time-ordered)
 	ExternalID string // "" when unset; stored as NULL, never matches a query
 	UserName   string // unique case-insensitively
 	Active     bool
@@ -105,7 +105,7 @@ const MaxGroupMembers = 100_000
 
 // Group is a SCIM group as the IdP last described it, with its members.
 type Group struct {
-	ID          string // server-assigned (UUID v4)
+	ID          string // server-assigned (UUID v7: time-ordered)
 	DisplayName string // required; unique case-insensitively
 	ExternalID  string // "" when unset; stored as NULL, never matches a query
 	// Resource is the SCIM group (without id, meta and members) as JSON. The

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-
-	"github.com/google/uuid"
 )
 
 const groupCols = `id, display_name, external_id, resource, version, created_at, modified_at`
@@ -201,7 +199,7 @@ func (s *sqlStore) CreateGroup(ctx context.Context, g Group) (Group, error) {
 		return Group{}, err
 	}
 	now := s.now()
-	g.ID = uuid.NewString()
+	g.ID = newID()
 	g.Version = 1
 	g.Created, g.Modified = now, now
 	if resource == nil {

@@ -274,8 +274,8 @@ func testCreateGetUser(t *testing.T, e *env) {
 	got, err := e.s.CreateUser(e.ctx, in)
 	mustNil(t, err, "CreateUser")
 	id, err := uuid.Parse(got.ID)
-	if err != nil || id.Version() != 4 || got.ID == in.ID {
-		t.Fatalf("ID = %q, want a fresh UUID v4 (err %v)", got.ID, err)
+	if err != nil || id.Version() != 7 || got.ID == in.ID {
+		t.Fatalf("ID = %q, want a fresh UUID v7 (err %v)", got.ID, err)
 	}
 	want := directory.User{
 		ID: got.ID, ExternalID: "00u1abcd", UserName: "Alice@Example.com", Active: true,

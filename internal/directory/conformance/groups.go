@@ -191,8 +191,8 @@ func testCreateGetGroup(t *testing.T, e *env) {
 	got, err := e.s.CreateGroup(e.ctx, in)
 	mustNil(t, err, "CreateGroup")
 	id, err := uuid.Parse(got.ID)
-	if err != nil || id.Version() != 4 || got.ID == in.ID {
-		t.Fatalf("ID = %q, want a fresh UUID v4 (err %v)", got.ID, err)
+	if err != nil || id.Version() != 7 || got.ID == in.ID {
+		t.Fatalf("ID = %q, want a fresh UUID v7 (err %v)", got.ID, err)
 	}
 	want := directory.Group{
 		ID: got.ID, DisplayName: "Flex Agents", ExternalID: "0f4c-entra-object-id", Resource: res,
