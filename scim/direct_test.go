@@ -194,7 +194,29 @@ func (e *diffEnv) compare(method, target string, body []byte, hdr ...string) dif
 		e.t.Errorf("%s %s %.300q:\n direct:  %d %v %s\n library: %d %v %s", method, target, body,
 			a.status, a.header, a.body, b.status, b.header, b.body)
 	}
+	e.answerIsStored(method, target, a)
 	return a
+}
+
+// answerIsStored checks that a successful write to Users answers with the user exactly as a
+// GET of it then reads it from the store: the write's answer is built from the document it
+// stored, without reading it back.
+func (e *diffEnv) answerIsStored(method, target string, a diffAnswer) {
+	e.t.Helper()
+	if method == http.MethodGet || method == http.MethodDelete || (a.status != http.StatusOK && a.status != http.StatusCreated) ||
+		!strings.Contains(target, "/Users") {
+		return
+	}
+	loc := target
+	if a.status == http.StatusCreated {
+		loc = strings.TrimPrefix(a.header.Get("Location"), fuzzPublicURL)
+	}
+	got := e.direct.send(http.MethodGet, loc, nil)
+	e.lib.send(http.MethodGet, loc, nil) // keeps the two sides' clocks in step
+	if got.status != http.StatusOK || got.body != a.body || got.header.Get("Etag") != a.header.Get("Etag") {
+		e.t.Errorf("%s %s answered\n %s %s\nbut GET %s reads\n %d %s %s", method, target, a.header.Get("Etag"), a.body,
+			loc, got.status, got.header.Get("Etag"), got.body)
+	}
 }
 
 func sameHeaders(a, b http.Header) bool {
