@@ -41,6 +41,9 @@ func HashToken(secret string) []byte {
 type TokenStore interface {
 	ActiveTokens(ctx context.Context) ([]directory.Token, error)
 	TouchToken(ctx context.Context, id int64, at time.Time) error
+	// TokenVersion changes with every token created or revoked, by any process, before the
+	// call that did it returns; false: unknown, read the tokens.
+	TokenVersion() (directory.TokenVersion, bool)
 }
 
 type tokenKey struct{}
@@ -53,7 +56,10 @@ func TokenName(ctx context.Context) string {
 
 // bearerAuth authenticates every request with a bearer token whose SHA-256 hash is an
 // active token in the store. Hashes are compared in constant time against every active
-// token, and revocation is effective on the next request (nothing is cached).
+// token. The active tokens are cached under the store's TokenVersion, so that a token created
+// or revoked by any process (the CLI included) counts from the next request on; a store that
+// cannot tell (PostgreSQL) is read on every request, and no cache is used for longer than
+// directory.TokenCacheMaxAge.
 type bearerAuth struct {
 	tokens TokenStore
 	log    *zap.Logger
@@ -61,6 +67,15 @@ type bearerAuth struct {
 
 	mu      sync.Mutex
 	touched map[int64]time.Time // last recorded use, to write at most once a minute per token
+
+	cacheMu sync.RWMutex
+	cache   tokenCache
+}
+
+type tokenCache struct {
+	tokens  []directory.Token // nil: nothing cached
+	version directory.TokenVersion
+	at      time.Time
 }
 
 const touchEvery = time.Minute
@@ -73,7 +88,7 @@ func (a *bearerAuth) wrap(next http.Handler) http.Handler {
 			writeError(w, unauthorized("A bearer token is required."))
 			return
 		}
-		toks, err := a.tokens.ActiveTokens(ctx)
+		toks, err := a.activeTokens(ctx)
 		if err != nil {
 			writeError(w, toSCIMError(ctx, a.log, err))
 			return
@@ -95,6 +110,33 @@ func (a *bearerAuth) wrap(next http.Handler) http.Handler {
 		ctx = context.WithValue(ctx, tokenKey{}, found.Name)
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// activeTokens returns the active tokens, from the cache while the store's TokenVersion is
+// the one they were read under.
+func (a *bearerAuth) activeTokens(ctx context.Context) ([]directory.Token, error) {
+	version, ok := a.tokens.TokenVersion() // before reading: a change after it shows next time
+	if !ok {
+		return a.tokens.ActiveTokens(ctx)
+	}
+	now := a.now()
+	a.cacheMu.RLock()
+	c := a.cache
+	a.cacheMu.RUnlock()
+	if c.tokens != nil && c.version == version && now.Sub(c.at) < directory.TokenCacheMaxAge && !now.Before(c.at) {
+		return c.tokens, nil
+	}
+	toks, err := a.tokens.ActiveTokens(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if toks == nil {
+		toks = []directory.Token{}
+	}
+	a.cacheMu.Lock()
+	a.cache = tokenCache{tokens: toks, version: version, at: now}
+	a.cacheMu.Unlock()
+	return toks, nil
 }
 
 func (a *bearerAuth) touch(ctx context.Context, id int64) {

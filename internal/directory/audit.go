@@ -110,7 +110,7 @@ func (s *sqlStore) CreateToken(ctx context.Context, name string, hash []byte) (T
 	if err != nil {
 		return Token{}, err
 	}
-	return t, nil
+	return t, s.markTokensChanged()
 }
 
 func (s *sqlStore) listTokens(ctx context.Context, cond string) ([]Token, error) {
@@ -142,7 +142,7 @@ func (s *sqlStore) ActiveTokens(ctx context.Context) ([]Token, error) {
 }
 
 func (s *sqlStore) RevokeToken(ctx context.Context, name string) error {
-	return s.write(ctx, func(q *querier) error {
+	err := s.write(ctx, func(q *querier) error {
 		res, err := q.exec(ctx, `UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL`,
 			s.d.t(s.now()), name)
 		if err != nil {
@@ -150,6 +150,10 @@ func (s *sqlStore) RevokeToken(ctx context.Context, name string) error {
 		}
 		return requireRow(res, fmt.Sprintf("active token %q", name))
 	})
+	if err != nil {
+		return err
+	}
+	return s.markTokensChanged()
 }
 
 func (s *sqlStore) TouchToken(ctx context.Context, id int64, at time.Time) error {

@@ -300,6 +300,11 @@ type Store interface {
 	ActiveTokens(ctx context.Context) ([]Token, error)
 	// RevokeToken revokes the active token with that name, or ErrNotFound.
 	RevokeToken(ctx context.Context, name string) error
+	// TokenVersion returns a value that changes with every CreateToken and
+	// RevokeToken made through any store over the same database, before
+	// they return; false when the store cannot tell (the caller then reads
+	// the tokens each time).
+	TokenVersion() (TokenVersion, bool)
 	// TouchToken records a use of the token at the given time (it never moves
 	// LastUsedAt backwards). ErrNotFound if the token does not exist.
 	TouchToken(ctx context.Context, id int64, at time.Time) error

@@ -80,6 +80,12 @@ func openSQLite(opts Options) (*sqlStore, error) {
 		return nil, fmt.Errorf("directory: create sqlite file: %w", err)
 	}
 	f.Close()
+	// The token change file (tokenmark.go), likewise the owner's only.
+	f, err = os.OpenFile(path+tokenMarkSuffix, os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("directory: create token change file: %w", err)
+	}
+	f.Close()
 
 	// A file: URI, so that any character in the path is escaped.
 	uri := (&url.URL{Scheme: "file", Path: filepath.ToSlash(path)}).String()
@@ -106,6 +112,7 @@ func openSQLite(opts Options) (*sqlStore, error) {
 
 	s := newSQLStore(sqliteDialect, wdb, rdb, opts)
 	s.batch = newCommitter(s)
+	s.tokenMark = path + tokenMarkSuffix
 	s.rstmts = &poolStmts{db: rdb, m: map[string]*sql.Stmt{}}
 	return s, nil
 }
@@ -144,7 +151,9 @@ type sqlStore struct {
 	batch *committer
 	// rstmts keeps single statements on the read pool prepared (SQLite);
 	// nil: not kept (pgx caches statements itself).
-	rstmts    *poolStmts
+	rstmts *poolStmts
+	// tokenMark is the file whose size counts token changes (SQLite; tokenmark.go).
+	tokenMark string
 	clock     func() time.Time
 	log       *zap.Logger
 	closeOnce sync.Once

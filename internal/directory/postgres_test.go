@@ -167,3 +167,15 @@ func TestPostgresReplicas(t *testing.T) {
 		t.Fatalf("schema_migrations: %d rows, %d versions", n, distinct)
 	}
 }
+
+// TestPostgresTokenVersion: replicas share no file, so the store says it
+// cannot tell and callers read the tokens on each request.
+func TestPostgresTokenVersion(t *testing.T) {
+	s := openPostgres(t, newSchema(t, postgresDSN(t)), nil)
+	if _, err := s.CreateToken(t.Context(), "okta", make([]byte, 32)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.TokenVersion(); ok {
+		t.Error("TokenVersion is known for PostgreSQL")
+	}
+}

@@ -280,3 +280,51 @@ func TestOpenRejectsBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestSQLiteTokenVersion: every token created or revoked through one store
+// changes the TokenVersion another store over the same file reads, before the
+// call returns; other writes leave it alone.
+func TestSQLiteTokenVersion(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "fb.db")
+	server, cli := openSQLite(t, path), openSQLite(t, path)
+	version := func() directory.TokenVersion {
+		t.Helper()
+		v, ok := server.TokenVersion()
+		if !ok {
+			t.Fatal("TokenVersion: not known for SQLite")
+		}
+		return v
+	}
+	v0 := version()
+	tok, err := cli.CreateToken(ctx, "okta", tokenHash("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := version()
+	if v1 == v0 {
+		t.Error("CreateToken in another store left the version as it was")
+	}
+	if err := cli.TouchToken(ctx, tok.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.CreateUser(ctx, directory.User{UserName: "u"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.CreateToken(ctx, "okta", tokenHash("b")); err == nil {
+		t.Fatal("a second active token named okta was accepted")
+	}
+	if v := version(); v != v1 {
+		t.Error("TouchToken, CreateUser or a refused CreateToken changed the version")
+	}
+	if err := cli.RevokeToken(ctx, "okta"); err != nil {
+		t.Fatal(err)
+	}
+	if v := version(); v == v1 || v == v0 {
+		t.Error("RevokeToken in another store left the version as it was")
+	}
+	info, err := os.Stat(path + "-tokens")
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("token change file: %v, mode %v; want 0600", err, info.Mode().Perm())
+	}
+}
