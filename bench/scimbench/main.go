@@ -60,6 +60,7 @@ func main() {
 		seedN    = flag.Int("users", 2000, "users created on each server before the phases, for lookup and patch")
 		rounds   = flag.Int("rounds", 4, "measured slices per op and server; the server order alternates between rounds")
 		cpuProf  = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+		memProf  = flag.String("memprofile", "", "write an allocation profile of the whole run to this file")
 		dir      = flag.String("dir", "", "folder for flexbridge's SQLite database (default: a temporary folder, removed)")
 		logMode  = flag.String("log", "discard", "flexbridge's log: discard (JSON-encoded, then dropped), none, stderr")
 		strict   = flag.Bool("strict", false, "exit with status 1 when a target is missed")
@@ -86,6 +87,18 @@ func main() {
 		}
 		defer f.Close()
 		defer pprof.StopCPUProfile()
+	}
+	if *memProf != "" {
+		runtime.MemProfileRate = 64 << 10
+		defer func() {
+			f, err := os.Create(*memProf)
+			if err == nil {
+				err = errors.Join(pprof.Lookup("allocs").WriteTo(f, 0), f.Close())
+			}
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "scimbench: memprofile: %v\n", err)
+			}
+		}()
 	}
 	code, err := run(ops, *clients, *duration, *warmup, *seedN, *rounds, *dir, *logMode, *strict, *foreign, *retries)
 	if err != nil {
