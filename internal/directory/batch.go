@@ -5,22 +5,25 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"go.uber.org/zap"
 )
 
 // Group commit (SQLite).
 //
-// SQLite commits one write transaction at a time and, with synchronous=FULL,
-// each commit waits for an fsync of the WAL: a disk that syncs 2,000 times a
-// second allows at most 2,000 committed writes a second however many clients
-// wait. So the SQLite store does not give every write its own transaction.
-// Writers hand their work (the fn passed to sqlStore.write) to one committer
-// goroutine, which takes every write that is waiting (up to maxBatch) and runs
-// them, in arrival order, in ONE BEGIN IMMEDIATE transaction, each inside its
-// own SAVEPOINT, then commits once and only then answers every writer:
+// SQLite commits one write transaction at a time, and a durable commit waits
+// for an fsync of the WAL: a disk that syncs 2,000 times a second allows at
+// most 2,000 committed writes a second however many clients wait. So the
+// SQLite store does not give every write its own transaction. Writers hand
+// their work (the fn passed to sqlStore.write) to one committer goroutine,
+// which runs the writes, in arrival order, in ONE BEGIN IMMEDIATE transaction,
+// each inside its own SAVEPOINT, commits once, has the WAL synced once, and
+// only then answers every writer:
 //
 //   - A write whose fn fails is rolled back to its savepoint, so it leaves no
 //     trace, and its writer gets fn's error; the other writes of the batch
@@ -28,10 +31,10 @@ import (
 //   - A write sees the changes of the writes before it in the batch, exactly
 //     as if they had committed before it started (they commit with it, or
 //     nobody's does).
-//   - Nobody is answered before the commit: a success is durable when it is
-//     reported, and a failure that depended on earlier writes of the batch
+//   - Nobody is answered before the batch is on disk: a success is durable
+//     when it is reported, and a failure that depended on earlier writes
 //     (e.g. ErrConflict against a userName created just before) is never
-//     reported for a batch that did not commit. If BEGIN, a savepoint
+//     reported before those writes are durable. If BEGIN, a savepoint
 //     operation or COMMIT fails, every writer of the batch gets that error and
 //     nothing of the batch is written.
 //   - Each write is still atomic (its statements and its sync mark commit
@@ -40,10 +43,32 @@ import (
 //     transaction boundaries visible to readers only ever contain whole
 //     writes.
 //
-// A batch of one runs without a savepoint, exactly like a plain transaction.
-// There is no waiting for company: the committer starts a batch as soon as a
-// write arrives, and the writes that arrive while it runs and commits form the
-// next batch, so batches grow with the load and a lone write pays nothing.
+// The fsync is taken out of the serial section. The writer connection runs
+// with synchronous=NORMAL, so COMMIT writes the batch's WAL frames without
+// waiting for the disk, and a second goroutine, the syncer, fsyncs the WAL
+// file and then answers the batch's writers: that is the fsync
+// synchronous=FULL would have made inside COMMIT, moved after it. Meanwhile
+// the committer already runs the next writes in a new transaction, which it
+// keeps open, taking every write that arrives, until the syncer is done; only
+// then does it commit that batch and hand it over. So there is at most one
+// batch being synced, batches grow with the disk's latency and the load, the
+// statements of one batch run while the previous one is synced, and a lone
+// write pays nothing but its own commit and sync. (With synchronous=NORMAL,
+// SQLite still syncs the WAL before each checkpoint and the database after
+// it, and the WAL header when it restarts the WAL.)
+//
+// Readers must not see a batch before it is durable either: a GET that shows
+// a user whose create is then lost to a power cut would be as wrong as a 201
+// for it. Every read of the store waits, after its statement has taken its
+// snapshot, until every batch committed by then is synced (awaitDurable); a
+// read while nothing is being synced does not wait. If an fsync fails, the
+// writers of that batch get the error, and so does every write after it: the
+// kernel may have dropped the data it could not write, so nothing written
+// since can be trusted to be on disk until the process is restarted.
+//
+// The first write of a transaction runs without a savepoint, as a plain
+// transaction; when it fails, the transaction is rolled back and the next
+// write starts a new one.
 //
 // A writer whose context ends while its write is still queued leaves and gets
 // the context's error; once the committer has taken the write, it runs with
@@ -84,6 +109,14 @@ type writeReq struct {
 	done     chan struct{}
 }
 
+// syncBatch is what the committer hands to the syncer: the writes of one
+// transaction, and its sequence number if it was committed (0: rolled back,
+// nothing to sync; its writers are answered in order all the same).
+type syncBatch struct {
+	reqs []*writeReq
+	seq  uint64
+}
+
 // committer runs the writes of a SQLite store in batches, one transaction each.
 type committer struct {
 	s      *sqlStore
@@ -93,22 +126,43 @@ type committer struct {
 	quit   chan struct{}
 	exited chan struct{}
 
-	// stmts is used by the loop goroutine only.
-	stmts writerStmts
+	// stmts and syncing are used by the loop goroutine only.
+	stmts   writerStmts
+	syncing bool // a batch is with the syncer
+
+	// The syncer: toSync carries at most one batch, idle reports it done.
+	toSync     chan syncBatch
+	idle       chan struct{}
+	syncerDone chan struct{}
+	wal        walFile // the syncer's only
+
+	// committed is the sequence number of the last COMMIT begun, durable that
+	// of the last batch synced (or rolled back); durableCh is closed, and
+	// replaced, whenever durable moves or the syncer fails.
+	committed, durable atomic.Uint64
+	durableCh          atomic.Pointer[chan struct{}]
+	syncErr            atomic.Pointer[error] // set once an fsync failed
 
 	// Counters for BatchStats.
 	txs, writes atomic.Uint64
 }
 
-func newCommitter(s *sqlStore) *committer {
+func newCommitter(s *sqlStore, walPath string) *committer {
 	c := &committer{
-		s:      s,
-		queue:  make(chan *writeReq, queueLen),
-		quit:   make(chan struct{}),
-		exited: make(chan struct{}),
-		stmts:  writerStmts{db: s.wdb, m: map[string]*sql.Stmt{}},
+		s:          s,
+		queue:      make(chan *writeReq, queueLen),
+		quit:       make(chan struct{}),
+		exited:     make(chan struct{}),
+		stmts:      writerStmts{db: s.wdb, m: map[string]*sql.Stmt{}},
+		toSync:     make(chan syncBatch, 1),
+		idle:       make(chan struct{}, 1),
+		syncerDone: make(chan struct{}),
+		wal:        walFile{path: walPath, sync: syncFile},
 	}
+	ch := make(chan struct{})
+	c.durableCh.Store(&ch)
 	go c.loop()
+	go c.syncer()
 	return c
 }
 
@@ -145,7 +199,7 @@ func (c *committer) do(ctx context.Context, fn func(q *querier) error) error {
 }
 
 // close stops accepting writes, lets the committer finish every queued one,
-// and waits for it to exit.
+// and waits for it and the syncer to exit.
 func (c *committer) close() {
 	c.mu.Lock()
 	if c.closed {
@@ -161,8 +215,12 @@ func (c *committer) close() {
 
 func (c *committer) loop() {
 	defer close(c.exited)
+	defer func() {
+		close(c.toSync) // the syncer finishes the batch it has, then exits
+		<-c.syncerDone
+		c.wal.close()
+	}()
 	defer c.stmts.close()
-	batch := make([]*writeReq, 0, maxBatch)
 	for {
 		var first *writeReq
 		select {
@@ -175,21 +233,12 @@ func (c *committer) loop() {
 				return
 			}
 		}
-		batch = append(batch[:0], first)
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case r := <-c.queue:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
+		if first.state.CompareAndSwap(reqQueued, reqTaken) {
+			c.runTx(first)
+			// Between transactions the writer connection is free: prepare
+			// the statements the batch ran unprepared.
+			c.stmts.prepareWanted()
 		}
-		c.run(batch)
-		clear(batch) // drop references to finished requests
-		// Between transactions the writer connection is free: prepare the
-		// statements the batch ran unprepared.
-		c.stmts.prepareWanted()
 	}
 }
 
@@ -201,22 +250,16 @@ const (
 	sqlRollbackTo = `ROLLBACK TO fb_write`
 )
 
-// run executes one batch in one transaction and answers every writer.
-func (c *committer) run(batch []*writeReq) {
-	live := batch[:0:0]
-	for _, r := range batch {
-		if r.state.CompareAndSwap(reqQueued, reqTaken) {
-			live = append(live, r)
-		}
-	}
-	if len(live) == 0 {
+// runTx runs first, taken, and the writes that arrive while the previous
+// batch is being synced, in one transaction, commits it, and hands it to the
+// syncer, which answers the writers.
+func (c *committer) runTx(first *writeReq) {
+	live := []*writeReq{first}
+	if err := c.failed(); err != nil {
+		first.err = err
+		c.handOff(syncBatch{reqs: live})
 		return
 	}
-	defer func() {
-		for _, r := range live {
-			close(r.done)
-		}
-	}()
 	// The transaction's own statements (BEGIN, SAVEPOINT, COMMIT) never
 	// carry a writer's cancellation.
 	ctx := context.Background()
@@ -227,30 +270,32 @@ func (c *committer) run(batch []*writeReq) {
 	}
 	tx, err := c.s.wdb.BeginTx(ctx, nil)
 	if err != nil {
-		failAll(fmt.Errorf("directory: begin: %w", err))
+		first.err = fmt.Errorf("directory: begin: %w", err)
+		c.handOff(syncBatch{reqs: live})
 		return
 	}
 	c.txs.Add(1)
-	c.writes.Add(uint64(len(live)))
-
+	c.writes.Add(1)
 	stmts := &txStmts{tx: tx, w: &c.stmts, m: map[string]*sql.Stmt{}}
-	if len(live) == 1 {
-		// A plain transaction, as without batching.
-		r := live[0]
-		r.call(&querier{x: tx, d: c.s.d, ctx: context.WithoutCancel(r.ctx), stmts: stmts})
-		if r.err != nil || r.panicked {
-			_ = tx.Rollback()
-			return
-		}
-		if err := tx.Commit(); err != nil {
-			r.err = fmt.Errorf("directory: commit: %w", err)
-		}
+	// The first write, as a plain transaction.
+	first.call(&querier{x: tx, d: c.s.d, ctx: context.WithoutCancel(first.ctx), stmts: stmts})
+	if first.err != nil || first.panicked {
+		_ = tx.Rollback()
+		c.handOff(syncBatch{reqs: live})
 		return
 	}
-
 	control := &querier{x: tx, d: c.s.d, ctx: ctx, stmts: stmts}
 	var broken error
-	for _, r := range live {
+	for broken == nil && len(live) < maxBatch {
+		r := c.nextWhileSyncing()
+		if r == nil {
+			break
+		}
+		if !r.state.CompareAndSwap(reqQueued, reqTaken) {
+			continue // abandoned by its writer
+		}
+		live = append(live, r)
+		c.writes.Add(1)
 		if _, err := control.exec(ctx, sqlSavepoint); err != nil {
 			broken = err
 			break
@@ -264,20 +309,159 @@ func (c *committer) run(batch []*writeReq) {
 		}
 		if _, err := control.exec(ctx, sqlRelease); err != nil {
 			broken = err
-			break
 		}
 	}
+	c.awaitSyncer() // one batch at a time with the syncer, in order
 	if broken != nil {
 		// The transaction cannot be trusted (SQLite may have rolled it back
 		// on its own, e.g. after an I/O error): nothing of it is kept.
 		_ = tx.Rollback()
 		failAll(fmt.Errorf("directory: write batch: %w", broken))
+		c.handOff(syncBatch{reqs: live})
 		return
 	}
+	// The sequence number is taken before COMMIT makes the batch visible, so
+	// that a reader who sees it waits for its sync (awaitDurable).
+	seq := c.committed.Add(1)
 	if err := tx.Commit(); err != nil {
 		// Nothing was written. Writers whose fn failed are told so too: their
 		// error may have depended on writes that are now lost.
 		failAll(fmt.Errorf("directory: commit: %w", err))
+	}
+	c.handOff(syncBatch{reqs: live, seq: seq})
+}
+
+// nextWhileSyncing returns the next queued write, waiting for one while the
+// syncer is busy; nil once the syncer is idle and nothing is queued (time to
+// commit).
+func (c *committer) nextWhileSyncing() *writeReq {
+	select {
+	case r := <-c.queue:
+		return r
+	default:
+	}
+	if !c.syncing {
+		return nil
+	}
+	select {
+	case r := <-c.queue:
+		return r
+	case <-c.idle:
+		c.syncing = false
+		return nil
+	}
+}
+
+// awaitSyncer waits until the syncer has finished the batch it has.
+func (c *committer) awaitSyncer() {
+	if c.syncing {
+		<-c.idle
+		c.syncing = false
+	}
+}
+
+// handOff gives a batch to the syncer, which must be idle.
+func (c *committer) handOff(b syncBatch) {
+	c.awaitSyncer()
+	c.syncing = true
+	c.toSync <- b
+}
+
+// syncer makes each committed batch durable (an fsync of the WAL), then
+// answers its writers and reports that it is idle.
+func (c *committer) syncer() {
+	defer close(c.syncerDone)
+	for b := range c.toSync {
+		if b.seq != 0 {
+			if err := c.failed(); err != nil {
+				c.failBatch(b, err)
+			} else if err := c.wal.syncNow(); err != nil {
+				err = fmt.Errorf("directory: sync the write-ahead log: %w", err)
+				c.s.log.Error("fsync failed: every later write is refused until restart", zap.Error(err))
+				c.syncErr.CompareAndSwap(nil, &err)
+				c.failBatch(b, err)
+			}
+			c.durable.Store(b.seq)
+			ch := make(chan struct{})
+			close(*c.durableCh.Swap(&ch))
+		}
+		for _, r := range b.reqs {
+			close(r.done)
+		}
+		c.idle <- struct{}{}
+	}
+}
+
+func (c *committer) failBatch(b syncBatch, err error) {
+	for _, r := range b.reqs {
+		if r.err == nil {
+			r.err = err
+		}
+	}
+}
+
+// failed returns the error of a failed fsync, if one failed.
+func (c *committer) failed() error {
+	if p := c.syncErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// awaitDurable waits until every batch committed so far is synced: a read
+// calls it once its statement has taken its snapshot, so that it never
+// returns a write that a power cut could still undo. It returns at once when
+// nothing is being synced, and early when ctx ends or an fsync has failed.
+func (c *committer) awaitDurable(ctx context.Context) {
+	target := c.committed.Load()
+	for {
+		ch := *c.durableCh.Load() // before the check: a later move closes it
+		if c.durable.Load() >= target || c.failed() != nil {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// walFile is the syncer's handle on the WAL file: opened when first needed,
+// reopened if SQLite replaced the file.
+type walFile struct {
+	path string
+	f    *os.File
+	sync func(*os.File) error // syncFile; tests replace it
+}
+
+func (w *walFile) syncNow() error {
+	if w.f != nil {
+		// SQLite keeps the WAL while the database is open; check anyway.
+		if cur, err := os.Stat(w.path); err == nil {
+			if mine, err := w.f.Stat(); err != nil || !os.SameFile(cur, mine) {
+				w.close()
+			}
+		}
+	}
+	if w.f == nil {
+		f, err := os.OpenFile(w.path, os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		w.f = f
+	}
+	return w.sync(w.f)
+}
+
+// syncFile is what SQLite's synchronous=FULL does after a WAL commit: an
+// fsync of the file.
+func syncFile(f *os.File) error { return f.Sync() }
+
+func (w *walFile) close() {
+	if w.f != nil {
+		_ = w.f.Close()
+		w.f = nil
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -163,9 +164,9 @@ func TestBatchConcurrentCreateConflicts(t *testing.T) {
 		}
 		if batched {
 			txs, writes, _ := BatchStats(s)
-			// The holding write, then all 120 creates in one transaction.
-			if txs-txs0 != 2 || writes-writes0 != names*tries+1 {
-				t.Errorf("%d writes in %d transactions, want %d in 2", writes-writes0, txs-txs0, names*tries+1)
+			// The holding write and all 120 creates queued behind it: one transaction.
+			if txs-txs0 != 1 || writes-writes0 != names*tries+1 {
+				t.Errorf("%d writes in %d transactions, want %d in 1", writes-writes0, txs-txs0, names*tries+1)
 			}
 		}
 	})
@@ -368,15 +369,26 @@ func TestBatchSeesEarlierWrites(t *testing.T) {
 }
 
 // TestBatchBrokenTransaction: when the shared transaction itself fails (here a
-// write ends it behind the committer's back), every write of the batch gets an
-// error and none is stored, successes included; the next write works.
+// write ends it behind the committer's back), every write of the transaction
+// gets an error and none is stored, successes included; the writes queued
+// behind the breaking one run in the next transaction.
 func TestBatchBrokenTransaction(t *testing.T) {
 	e := sqliteBatchEnv(t)
 	s, ctx := e.s, t.Context()
 	create := func(name string) func() error {
 		return func() error { _, err := s.CreateUser(ctx, User{UserName: name}); return err }
 	}
-	errs, _ := batchOf(t, e,
+	started, unblock := make(chan struct{}), make(chan struct{})
+	holdErr := make(chan error, 1)
+	go func() {
+		holdErr <- s.write(ctx, func(q *querier) error {
+			close(started)
+			<-unblock
+			return insertUser(ctx, s, q, "held")
+		})
+	}()
+	<-started
+	writes := []func() error{
 		create("a"),
 		func() error {
 			return s.write(ctx, func(q *querier) error {
@@ -385,16 +397,33 @@ func TestBatchBrokenTransaction(t *testing.T) {
 			})
 		},
 		create("b"),
-	)
-	for i, err := range errs {
+	}
+	errs := make([]error, len(writes))
+	var wg sync.WaitGroup
+	for i, w := range writes {
+		wg.Go(func() { errs[i] = w() })
+		waitQueued(t, s, i+1)
+	}
+	close(unblock)
+	wg.Wait()
+	if err := <-holdErr; err == nil {
+		t.Error("the first write of the broken transaction succeeded")
+	}
+	for i, err := range errs[:2] {
 		if err == nil {
-			t.Errorf("write %d of the broken batch succeeded", i)
+			t.Errorf("write %d of the broken transaction succeeded", i)
 		}
 	}
-	for _, name := range []string{"a", "b"} {
+	for _, name := range []string{"held", "a"} {
 		if _, ok := userNamed(t, s, name); ok {
-			t.Errorf("%q was stored by a failed batch", name)
+			t.Errorf("%q was stored by a failed transaction", name)
 		}
+	}
+	if errs[2] != nil {
+		t.Errorf("the write after the breaking one: %v", errs[2])
+	}
+	if _, ok := userNamed(t, s, "b"); !ok {
+		t.Error("the write after the breaking one was not stored")
 	}
 	if _, err := s.CreateUser(ctx, User{UserName: "a"}); err != nil {
 		t.Fatalf("write after the broken batch: %v", err)
@@ -477,19 +506,89 @@ func TestBatchCloseFinishesQueuedWrites(t *testing.T) {
 	}
 }
 
-// TestSQLiteWriterIsDurable: the writer connection commits with
-// synchronous=FULL in WAL mode, so a write is on disk when it is answered.
+// TestSQLiteWriterIsDurable: the writer connection commits in WAL mode with
+// synchronous=NORMAL, and the committer has the WAL fsynced after each commit:
+// no writer is answered, and no reader sees the write, before that fsync has
+// returned.
 func TestSQLiteWriterIsDurable(t *testing.T) {
 	s := openBatchSQLite(t, filepath.Join(t.TempDir(), "fb.db"))
+	ctx := t.Context()
 	var sync int
 	var mode string
-	if err := s.wdb.QueryRowContext(t.Context(), `PRAGMA synchronous`).Scan(&sync); err != nil {
+	if err := s.wdb.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&sync); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.wdb.QueryRowContext(t.Context(), `PRAGMA journal_mode`).Scan(&mode); err != nil {
+	if err := s.wdb.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
 		t.Fatal(err)
 	}
-	if sync != 2 || mode != "wal" {
-		t.Fatalf("writer: synchronous=%d journal_mode=%s, want 2 (FULL) and wal", sync, mode)
+	if sync != 1 || mode != "wal" {
+		t.Fatalf("writer: synchronous=%d journal_mode=%s, want 1 (NORMAL) and wal", sync, mode)
+	}
+
+	// Hold the next fsync until released.
+	entered, release := make(chan string, 1), make(chan struct{})
+	s.batch.wal.sync = func(f *os.File) error {
+		entered <- f.Name()
+		<-release
+		return f.Sync()
+	}
+	created := make(chan error, 1)
+	go func() {
+		_, err := s.CreateUser(context.Background(), User{UserName: "durable"})
+		created <- err
+	}()
+	if name := <-entered; name != s.batch.wal.path || !strings.HasSuffix(name, "fb.db-wal") {
+		t.Fatalf("synced %q, want the WAL", name)
+	}
+	// Committed (SQLite would show it), not yet synced.
+	if c, d := s.batch.committed.Load(), s.batch.durable.Load(); c <= d {
+		t.Fatalf("committed %d, durable %d: the create is not waiting for its sync", c, d)
+	}
+	read := make(chan bool, 1)
+	go func() {
+		_, ok := userNamed(t, s, "durable")
+		read <- ok
+	}()
+	select {
+	case err := <-created:
+		t.Fatalf("the create was answered (%v) before its fsync returned", err)
+	case <-read:
+		t.Fatal("a read returned before the fsync of what it could see")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	if err := <-created; err != nil {
+		t.Fatal(err)
+	}
+	if ok := <-read; !ok {
+		t.Error("the read after the fsync did not find the user")
+	}
+	// With nothing being synced, a read does not wait.
+	s.batch.wal.sync = syncFile
+	if _, ok := userNamed(t, s, "durable"); !ok {
+		t.Error("user not found")
+	}
+}
+
+// TestSQLiteFsyncFailure: when the fsync after a commit fails, the batch's
+// writers get the error, and so does every later write (the kernel may have
+// dropped what it could not write); reads do not hang.
+func TestSQLiteFsyncFailure(t *testing.T) {
+	s := openBatchSQLite(t, filepath.Join(t.TempDir(), "fb.db"))
+	ctx := t.Context()
+	if _, err := s.CreateUser(ctx, User{UserName: "before"}); err != nil {
+		t.Fatal(err)
+	}
+	errEIO := errors.New("input/output error")
+	s.batch.wal.sync = func(*os.File) error { return errEIO }
+	if _, err := s.CreateUser(ctx, User{UserName: "lost"}); !errors.Is(err, errEIO) {
+		t.Fatalf("create whose fsync failed: %v, want the fsync's error", err)
+	}
+	s.batch.wal.sync = syncFile
+	if _, err := s.CreateUser(ctx, User{UserName: "after"}); !errors.Is(err, errEIO) {
+		t.Fatalf("create after a failed fsync: %v, want the fsync's error", err)
+	}
+	if _, ok := userNamed(t, s, "before"); !ok {
+		t.Error("the user written before the failure is not found")
 	}
 }

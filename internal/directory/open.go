@@ -23,13 +23,13 @@ import (
 //
 // SQLite: the file (and its folder) is created if needed with owner-only
 // permissions; the database runs in WAL mode with foreign keys on and a busy
-// timeout of SQLiteBusyTimeout and synchronous=FULL (a commit returns once
-// the WAL is on disk). Writes go through a single connection in BEGIN
-// IMMEDIATE transactions, so other processes (e.g. `flexbridge token create`
-// next to `serve`) wait for the lock instead of failing with "database is
-// locked"; in-process writers are group-committed (see batch.go): one
-// goroutine runs the writes that wait, each in its own savepoint, in one
-// transaction with one fsync. Reads use a separate pool of read-only
+// timeout of SQLiteBusyTimeout. Writes go through a single connection in
+// BEGIN IMMEDIATE transactions, so other processes (e.g. `flexbridge token
+// create` next to `serve`) wait for the lock instead of failing with
+// "database is locked"; in-process writers are group-committed (see
+// batch.go): one goroutine runs the writes that wait, each in its own
+// savepoint, in one transaction, and a second one fsyncs the WAL after the
+// commit; nobody is answered, and no read returns a write, before that. Reads use a separate pool of read-only
 // connections and never block writes.
 func Open(ctx context.Context, opts Options) (Store, error) {
 	if opts.Now == nil {
@@ -92,7 +92,7 @@ func openSQLite(opts Options) (*sqlStore, error) {
 	busy := strconv.FormatInt(SQLiteBusyTimeout.Milliseconds(), 10)
 	common := "_busy_timeout=" + busy + "&_foreign_keys=1"
 
-	wdb, err := sql.Open("sqlite", uri+"?"+common+"&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate")
+	wdb, err := sql.Open("sqlite", uri+"?"+common+"&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("directory: open sqlite: %w", err)
 	}
@@ -111,7 +111,9 @@ func openSQLite(opts Options) (*sqlStore, error) {
 	rdb.SetMaxIdleConns(n)
 
 	s := newSQLStore(sqliteDialect, wdb, rdb, opts)
-	s.batch = newCommitter(s)
+	// synchronous=NORMAL: the committer fsyncs the WAL itself after each
+	// commit, outside the serial section, before answering (batch.go).
+	s.batch = newCommitter(s, path+"-wal")
 	s.tokenMark = path + tokenMarkSuffix
 	s.rstmts = &poolStmts{db: rdb, m: map[string]*sql.Stmt{}}
 	return s, nil
@@ -208,6 +210,9 @@ type querier struct {
 	ctx context.Context
 	// stmts, when set, supplies prepared statements.
 	stmts stmtSource
+	// read, when set, runs after a query has taken its snapshot (its first
+	// step), before its rows are returned: the read pool's durability wait.
+	read func(ctx context.Context)
 }
 
 // stmtSource returns a prepared statement for a query text, or nil to run
@@ -238,20 +243,30 @@ func (q *querier) exec(ctx context.Context, query string, args ...any) (sql.Resu
 	return q.x.ExecContext(ctx, query, args...)
 }
 
-func (q *querier) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+func (q *querier) query(ctx context.Context, query string, args ...any) (rows *sql.Rows, err error) {
 	ctx, query = q.context(ctx), q.d.rebind(query)
 	if st := q.prepared(ctx, query); st != nil {
-		return st.QueryContext(ctx, args...)
+		rows, err = st.QueryContext(ctx, args...)
+	} else {
+		rows, err = q.x.QueryContext(ctx, query, args...)
 	}
-	return q.x.QueryContext(ctx, query, args...)
+	if q.read != nil {
+		q.read(ctx)
+	}
+	return rows, err
 }
 
-func (q *querier) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+func (q *querier) queryRow(ctx context.Context, query string, args ...any) (row *sql.Row) {
 	ctx, query = q.context(ctx), q.d.rebind(query)
 	if st := q.prepared(ctx, query); st != nil {
-		return st.QueryRowContext(ctx, args...)
+		row = st.QueryRowContext(ctx, args...)
+	} else {
+		row = q.x.QueryRowContext(ctx, query, args...)
 	}
-	return q.x.QueryRowContext(ctx, query, args...)
+	if q.read != nil {
+		q.read(ctx)
+	}
+	return row
 }
 
 // write runs fn as one atomic write: SQLite: group-committed by s.batch, fn
@@ -290,7 +305,17 @@ func (s *sqlStore) read(ctx context.Context, fn func(q *querier) error) error {
 		return fmt.Errorf("directory: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only; nothing to keep
-	return fn(&querier{x: tx, d: s.d})
+	err = fn(&querier{x: tx, d: s.d})
+	s.awaitDurable(ctx)
+	return err
+}
+
+// awaitDurable waits until what a read may have seen is on disk (SQLite; see
+// batch.go).
+func (s *sqlStore) awaitDurable(ctx context.Context) {
+	if s.batch != nil {
+		s.batch.awaitDurable(ctx)
+	}
 }
 
 // pool returns a querier for single statements outside a transaction.
@@ -298,6 +323,9 @@ func (s *sqlStore) pool() *querier {
 	q := &querier{x: s.rdb, d: s.d}
 	if s.rstmts != nil {
 		q.stmts = s.rstmts
+	}
+	if s.batch != nil {
+		q.read = s.batch.awaitDurable
 	}
 	return q
 }
