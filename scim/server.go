@@ -1,8 +1,10 @@
 // Package scim is flexbridge's SCIM 2.0 service provider (RFC 7643/7644) over
-// github.com/elimity-com/scim. The library parses filters and PATCH bodies and writes the
-// protocol's JSON; this package adds what it lacks at the pinned version: bearer
-// authentication, body limits, one error mapping without internal text, absolute locations and
-// the Location header, truthful discovery, ETags, and the translation to the directory store.
+// github.com/elimity-com/scim. The library's schemas validate resources, its filter grammar and
+// evaluator serve filters, and it serves Groups, PUT, DELETE and discovery; the frequent Users
+// requests are served here over its exported API with the same results (direct.go). This
+// package adds what the library lacks at the pinned version: bearer authentication, body
+// limits, one error mapping without internal text, absolute locations and the Location header,
+// truthful discovery, ETags, and the translation to the directory store.
 package scim
 
 import (
