@@ -29,8 +29,8 @@ import (
 // "database is locked"; in-process writers are group-committed (see
 // batch.go): one goroutine runs the writes that wait, each in its own
 // savepoint, in one transaction, and a second one fsyncs the WAL after the
-// commit; nobody is answered, and no read returns a write, before that. Reads use a separate pool of read-only
-// connections and never block writes.
+// commit; nobody is answered, and no read returns a write, before that.
+// Reads use a separate pool of read-only connections and never block writes.
 func Open(ctx context.Context, opts Options) (Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
