@@ -132,6 +132,11 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Listen first: a second `serve` on a port in use must fail before it touches the store
+	// (with the sandbox, starting marks every user for sync).
+	if a.listener, err = net.Listen("tcp", c.Server.Listen); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", c.Server.Listen, err)
+	}
 	if a.store, err = OpenStore(ctx, c, a.log, o.Now); err != nil {
 		return nil, err
 	}
@@ -204,9 +209,6 @@ func New(ctx context.Context, o Options) (_ *App, err error) {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          zap.NewStdLog(a.log.Named("http")),
-	}
-	if a.listener, err = net.Listen("tcp", c.Server.Listen); err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", c.Server.Listen, err)
 	}
 	if err := a.ensureToken(ctx); err != nil {
 		return nil, err
