@@ -34,9 +34,10 @@ import (
 //   - Nobody is answered before the batch is on disk: a success is durable
 //     when it is reported, and a failure that depended on earlier writes
 //     (e.g. ErrConflict against a userName created just before) is never
-//     reported before those writes are durable. If BEGIN, a savepoint
-//     operation or COMMIT fails, every writer of the batch gets that error and
-//     nothing of the batch is written.
+//     reported before those writes are durable. If a savepoint operation or
+//     COMMIT fails, every writer of the batch gets that error and nothing of
+//     the batch is written (if BEGIN fails, the write that was to start the
+//     transaction gets the error; the next one tries again).
 //   - Each write is still atomic (its statements and its sync mark commit
 //     together or not at all), writes are serialised (a write reads the
 //     committed-or-batched state of everything before it), and the
@@ -61,14 +62,13 @@ import (
 // a user whose create is then lost to a power cut would be as wrong as a 201
 // for it. Every read of the store waits, after its statement has taken its
 // snapshot, until every batch committed by then is synced (awaitDurable); a
-// read while nothing is being synced does not wait. If an fsync fails, the
-// writers of that batch get the error, and so does every write after it: the
-// kernel may have dropped the data it could not write, so nothing written
-// since can be trusted to be on disk until the process is restarted.
-//
-// The first write of a transaction runs without a savepoint, as a plain
-// transaction; when it fails, the transaction is rolled back and the next
-// write starts a new one.
+// read while nothing is being synced does not wait, and a read whose context
+// ends while it waits fails rather than return what it saw. If an fsync
+// fails, the writers of that batch get the error (their writes may or may not
+// be on disk), the batch open meanwhile is rolled back, and every later write
+// fails too: the kernel may have dropped the pages it could not write, so
+// nothing written since could be trusted to be on disk until the process is
+// restarted.
 //
 // A writer whose context ends while its write is still queued leaves and gets
 // the context's error; once the committer has taken the write, it runs with
@@ -277,15 +277,24 @@ func (c *committer) runTx(first *writeReq) {
 	c.txs.Add(1)
 	c.writes.Add(1)
 	stmts := &txStmts{tx: tx, w: &c.stmts, m: map[string]*sql.Stmt{}}
-	// The first write, as a plain transaction.
-	first.call(&querier{x: tx, d: c.s.d, ctx: context.WithoutCancel(first.ctx), stmts: stmts})
-	if first.err != nil || first.panicked {
-		_ = tx.Rollback()
-		c.handOff(syncBatch{reqs: live})
-		return
-	}
 	control := &querier{x: tx, d: c.s.d, ctx: ctx, stmts: stmts}
-	var broken error
+	// run runs one write in its own savepoint, the first one too: if a write
+	// ends the transaction behind the committer's back, its RELEASE fails
+	// (without it, the next SAVEPOINT would open a transaction of its own).
+	run := func(r *writeReq) (broken error) {
+		if _, err := control.exec(ctx, sqlSavepoint); err != nil {
+			return err
+		}
+		r.call(&querier{x: tx, d: c.s.d, ctx: context.WithoutCancel(r.ctx), stmts: stmts})
+		if r.err != nil || r.panicked {
+			if _, err := control.exec(ctx, sqlRollbackTo); err != nil {
+				return err
+			}
+		}
+		_, err := control.exec(ctx, sqlRelease)
+		return err
+	}
+	broken := run(first)
 	for broken == nil && len(live) < maxBatch {
 		r := c.nextWhileSyncing()
 		if r == nil {
@@ -296,22 +305,13 @@ func (c *committer) runTx(first *writeReq) {
 		}
 		live = append(live, r)
 		c.writes.Add(1)
-		if _, err := control.exec(ctx, sqlSavepoint); err != nil {
-			broken = err
-			break
-		}
-		r.call(&querier{x: tx, d: c.s.d, ctx: context.WithoutCancel(r.ctx), stmts: stmts})
-		if r.err != nil || r.panicked {
-			if _, err := control.exec(ctx, sqlRollbackTo); err != nil {
-				broken = err
-				break
-			}
-		}
-		if _, err := control.exec(ctx, sqlRelease); err != nil {
-			broken = err
-		}
+		broken = run(r)
 	}
 	c.awaitSyncer() // one batch at a time with the syncer, in order
+	if broken == nil {
+		// An fsync failed while this batch was open: it is refused too.
+		broken = c.failed()
+	}
 	if broken != nil {
 		// The transaction cannot be trusted (SQLite may have rolled it back
 		// on its own, e.g. after an I/O error): nothing of it is kept.
@@ -376,7 +376,7 @@ func (c *committer) syncer() {
 			if err := c.failed(); err != nil {
 				c.failBatch(b, err)
 			} else if err := c.wal.syncNow(); err != nil {
-				err = fmt.Errorf("directory: sync the write-ahead log: %w", err)
+				err = fmt.Errorf("directory: the write may or may not be on disk: sync of the write-ahead log failed: %w", err)
 				c.s.log.Error("fsync failed: every later write is refused until restart", zap.Error(err))
 				c.syncErr.CompareAndSwap(nil, &err)
 				c.failBatch(b, err)
@@ -411,18 +411,19 @@ func (c *committer) failed() error {
 // awaitDurable waits until every batch committed so far is synced: a read
 // calls it once its statement has taken its snapshot, so that it never
 // returns a write that a power cut could still undo. It returns at once when
-// nothing is being synced, and early when ctx ends or an fsync has failed.
-func (c *committer) awaitDurable(ctx context.Context) {
+// nothing is being synced or an fsync has failed (every write fails from then
+// on), and ctx's error when ctx ends first: the read must then fail.
+func (c *committer) awaitDurable(ctx context.Context) error {
 	target := c.committed.Load()
 	for {
 		ch := *c.durableCh.Load() // before the check: a later move closes it
 		if c.durable.Load() >= target || c.failed() != nil {
-			return
+			return nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return
+			return fmt.Errorf("directory: wait for the write-ahead log sync: %w", ctx.Err())
 		}
 	}
 }

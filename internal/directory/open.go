@@ -80,6 +80,12 @@ func openSQLite(opts Options) (*sqlStore, error) {
 		return nil, fmt.Errorf("directory: create sqlite file: %w", err)
 	}
 	f.Close()
+	// SQLite resolves symbolic links and keeps the -wal and -shm files beside
+	// the real file; the committer fsyncs that WAL, and every process must
+	// find the same token change file: use the real path for everything.
+	if path, err = filepath.EvalSymlinks(path); err != nil {
+		return nil, fmt.Errorf("directory: sqlite path: %w", err)
+	}
 	// The token change file (tokenmark.go), likewise the owner's only.
 	f, err = os.OpenFile(path+tokenMarkSuffix, os.O_WRONLY|os.O_CREATE, 0o600)
 	if err != nil {
@@ -211,9 +217,20 @@ type querier struct {
 	// stmts, when set, supplies prepared statements.
 	stmts stmtSource
 	// read, when set, runs after a query has taken its snapshot (its first
-	// step), before its rows are returned: the read pool's durability wait.
-	read func(ctx context.Context)
+	// step), before its rows are returned: the read pool's durability wait;
+	// its error fails the query.
+	read func(ctx context.Context) error
 }
+
+// rowScanner is what callers use of a single-row query (a *sql.Row).
+type rowScanner interface {
+	Scan(dest ...any) error
+}
+
+// errRow is a single-row query that failed after it ran.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // stmtSource returns a prepared statement for a query text, or nil to run
 // the text unprepared.
@@ -250,21 +267,28 @@ func (q *querier) query(ctx context.Context, query string, args ...any) (rows *s
 	} else {
 		rows, err = q.x.QueryContext(ctx, query, args...)
 	}
-	if q.read != nil {
-		q.read(ctx)
+	if err == nil && q.read != nil {
+		if werr := q.read(ctx); werr != nil {
+			rows.Close()
+			return nil, werr
+		}
 	}
 	return rows, err
 }
 
-func (q *querier) queryRow(ctx context.Context, query string, args ...any) (row *sql.Row) {
+func (q *querier) queryRow(ctx context.Context, query string, args ...any) rowScanner {
 	ctx, query = q.context(ctx), q.d.rebind(query)
+	var row *sql.Row
 	if st := q.prepared(ctx, query); st != nil {
 		row = st.QueryRowContext(ctx, args...)
 	} else {
 		row = q.x.QueryRowContext(ctx, query, args...)
 	}
 	if q.read != nil {
-		q.read(ctx)
+		if err := q.read(ctx); err != nil {
+			_ = row.Scan() // closes it
+			return errRow{err}
+		}
 	}
 	return row
 }
@@ -305,17 +329,19 @@ func (s *sqlStore) read(ctx context.Context, fn func(q *querier) error) error {
 		return fmt.Errorf("directory: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only; nothing to keep
-	err = fn(&querier{x: tx, d: s.d})
-	s.awaitDurable(ctx)
-	return err
+	if err := fn(&querier{x: tx, d: s.d}); err != nil {
+		return err
+	}
+	return s.awaitDurable(ctx)
 }
 
 // awaitDurable waits until what a read may have seen is on disk (SQLite; see
 // batch.go).
-func (s *sqlStore) awaitDurable(ctx context.Context) {
+func (s *sqlStore) awaitDurable(ctx context.Context) error {
 	if s.batch != nil {
-		s.batch.awaitDurable(ctx)
+		return s.batch.awaitDurable(ctx)
 	}
+	return nil
 }
 
 // pool returns a querier for single statements outside a transaction.
