@@ -139,7 +139,10 @@ func pathIn(ref schema.Schema, p filter.Path) bool {
 		return false
 	}
 	attr, ok := ref.Attributes.ContainsAttribute(ap.AttributeName)
-	if !ok || !hasSub(attr, ap.SubAttributeName()) {
+	if !ok {
+		return false
+	}
+	if _, ok := subAttribute(attr, ap.SubAttributeName()); !ok {
 		return false
 	}
 	if p.ValueExpression != nil {
@@ -148,18 +151,7 @@ func pathIn(ref schema.Schema, p filter.Path) bool {
 			return false
 		}
 	}
-	return hasSub(attr, p.SubAttributeName())
-}
-
-// hasSub reports whether attr has the sub-attribute name ("" asks for nothing).
-func hasSub(attr schema.CoreAttribute, name string) bool {
-	if name == "" {
-		return true
-	}
-	if !attr.HasSubAttributes() {
-		return false
-	}
-	_, ok := attr.SubAttributes().ContainsAttribute(name)
+	_, ok = subAttribute(attr, p.SubAttributeName())
 	return ok
 }
 

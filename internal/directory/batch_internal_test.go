@@ -525,20 +525,9 @@ func TestSQLiteWriterIsDurable(t *testing.T) {
 		t.Fatalf("writer: synchronous=%d journal_mode=%s, want 1 (NORMAL) and wal", sync, mode)
 	}
 
-	// Hold the next fsync until released.
-	entered, release := make(chan string, 1), make(chan struct{})
-	s.batch.wal.sync = func(f *os.File) error {
-		entered <- f.Name()
-		<-release
-		return f.Sync()
-	}
-	created := make(chan error, 1)
-	go func() {
-		_, err := s.CreateUser(context.Background(), User{UserName: "durable"})
-		created <- err
-	}()
-	if name := <-entered; name != s.batch.wal.path || !strings.HasSuffix(name, "fb.db-wal") {
-		t.Fatalf("synced %q, want the WAL", name)
+	h := holdSync(t, s, "durable", syncFile)
+	if h.file != s.batch.wal.path || !strings.HasSuffix(h.file, "fb.db-wal") {
+		t.Fatalf("synced %q, want the WAL", h.file)
 	}
 	// Committed (SQLite would show it), not yet synced.
 	if c, d := s.batch.committed.Load(), s.batch.durable.Load(); c <= d {
@@ -550,14 +539,13 @@ func TestSQLiteWriterIsDurable(t *testing.T) {
 		read <- ok
 	}()
 	select {
-	case err := <-created:
+	case err := <-h.created:
 		t.Fatalf("the create was answered (%v) before its fsync returned", err)
 	case <-read:
 		t.Fatal("a read returned before the fsync of what it could see")
 	case <-time.After(100 * time.Millisecond):
 	}
-	close(release)
-	if err := <-created; err != nil {
+	if err := h.done(); err != nil {
 		t.Fatal(err)
 	}
 	if ok := <-read; !ok {

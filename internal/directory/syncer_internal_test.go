@@ -14,15 +14,64 @@ import (
 )
 
 // blockSync makes the next fsyncs of s's syncer wait until release is
-// closed, then return result(f). entered receives once per fsync begun.
-func blockSync(s *sqlStore, result func(*os.File) error) (entered chan struct{}, release chan struct{}) {
-	entered, release = make(chan struct{}, 16), make(chan struct{})
+// closed, then return result(f). entered receives the name of each file whose
+// fsync has begun.
+func blockSync(s *sqlStore, result func(*os.File) error) (entered chan string, release chan struct{}) {
+	entered, release = make(chan string, 16), make(chan struct{})
 	s.batch.wal.sync = func(f *os.File) error {
-		entered <- struct{}{}
+		entered <- f.Name()
 		<-release
 		return result(f)
 	}
 	return entered, release
+}
+
+// heldSync is a create whose batch is committed and whose fsync is held.
+type heldSync struct {
+	created chan error // the create's outcome
+	release chan struct{}
+	once    sync.Once
+	file    string // the file being fsynced
+}
+
+// holdSync starts creating a user named name and returns once the fsync of
+// its batch has begun; that fsync waits for let (at the latest when the test
+// ends, so that a failing test does not hang in Close), then returns
+// result(f).
+func holdSync(t *testing.T, s *sqlStore, name string, result func(*os.File) error) *heldSync {
+	entered, release := blockSync(s, result)
+	h := &heldSync{created: make(chan error, 1), release: release}
+	t.Cleanup(h.let)
+	go func() {
+		_, err := s.CreateUser(context.Background(), User{UserName: name})
+		h.created <- err
+	}()
+	h.file = <-entered
+	return h
+}
+
+// let lets the held fsync finish.
+func (h *heldSync) let() { h.once.Do(func() { close(h.release) }) }
+
+// done lets the fsync finish and returns the create's error.
+func (h *heldSync) done() error {
+	h.let()
+	return <-h.created
+}
+
+// symlinkedDB returns a database path that is a symbolic link to target, a
+// file in another folder.
+func symlinkedDB(t *testing.T) (target, link string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	target, link = filepath.Join(dir, "data", "real.db"), filepath.Join(dir, "fb.db")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	return target, link
 }
 
 // rawCount counts users named name straight from the read pool, without the
@@ -56,11 +105,7 @@ func TestSyncerFailedFsyncRefusesTheOpenBatch(t *testing.T) {
 	s := openBatchSQLite(t, path)
 	ctx := context.Background()
 	errEIO := errors.New("input/output error")
-	entered, release := blockSync(s, func(*os.File) error { return errEIO })
-
-	errA := make(chan error, 1)
-	go func() { _, err := s.CreateUser(ctx, User{UserName: "a"}); errA <- err }()
-	<-entered // batch {a} is with the syncer
+	a := holdSync(t, s, "a", func(*os.File) error { return errEIO }) // batch {a} is with the syncer
 
 	bRan := make(chan struct{})
 	errB := make(chan error, 1)
@@ -71,9 +116,7 @@ func TestSyncerFailedFsyncRefusesTheOpenBatch(t *testing.T) {
 		})
 	}()
 	<-bRan // b runs in the open transaction of the next batch
-	close(release)
-
-	if err := <-errA; !errors.Is(err, errEIO) {
+	if err := a.done(); !errors.Is(err, errEIO) {
 		t.Fatalf("a: %v, want the fsync error", err)
 	}
 	if err := <-errB; !errors.Is(err, errEIO) {
@@ -97,13 +140,9 @@ func TestSyncerFailedFsyncRefusesTheOpenBatch(t *testing.T) {
 // fails with the context's error instead of returning unsynced data.
 func TestSyncerReadFailsWhenCtxEndsBeforeTheSync(t *testing.T) {
 	s := openBatchSQLite(t, filepath.Join(t.TempDir(), "fb.db"))
-	entered, release := blockSync(s, syncFile)
-	created := make(chan error, 1)
-	go func() { _, err := s.CreateUser(context.Background(), User{UserName: "unsynced"}); created <- err }()
-	<-entered
+	h := holdSync(t, s, "unsynced", syncFile)
 	defer func() {
-		close(release)
-		if err := <-created; err != nil {
+		if err := h.done(); err != nil {
 			t.Error(err)
 		}
 	}()
@@ -120,13 +159,9 @@ func TestSyncerReadFailsWhenCtxEndsBeforeTheSync(t *testing.T) {
 // pool (querier.queryRow): the row already read is not handed out.
 func TestSyncerGetUserFailsWhenCtxEndsBeforeTheSync(t *testing.T) {
 	s := openBatchSQLite(t, filepath.Join(t.TempDir(), "fb.db"))
-	entered, release := blockSync(s, syncFile)
-	created := make(chan error, 1)
-	go func() { _, err := s.CreateUser(context.Background(), User{UserName: "unsynced"}); created <- err }()
-	<-entered
+	h := holdSync(t, s, "unsynced", syncFile)
 	defer func() {
-		close(release)
-		if err := <-created; err != nil {
+		if err := h.done(); err != nil {
 			t.Error(err)
 		}
 	}()
@@ -150,14 +185,7 @@ func TestSyncerGetUserFailsWhenCtxEndsBeforeTheSync(t *testing.T) {
 // TestSyncerSymlinkedDatabase: SQLite resolves a symlinked database path and
 // keeps its WAL next to the target; the store syncs that WAL.
 func TestSyncerSymlinkedDatabase(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	target, link := filepath.Join(dir, "data", "real.db"), filepath.Join(dir, "fb.db")
-	if err := os.Symlink(target, link); err != nil {
-		t.Skip(err)
-	}
+	_, link := symlinkedDB(t)
 	st, err := Open(t.Context(), Options{Driver: DriverSQLite, DSN: link})
 	if err != nil {
 		t.Fatalf("Open through a symlink: %v", err)
@@ -172,14 +200,7 @@ func TestSyncerSymlinkedDatabase(t *testing.T) {
 // <DSN>-wal next to the symlink, the store still fsyncs the WAL SQLite
 // writes, not the leftover.
 func TestSyncerSymlinkedDatabaseStaleWAL(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	target, link := filepath.Join(dir, "data", "real.db"), filepath.Join(dir, "fb.db")
-	if err := os.Symlink(target, link); err != nil {
-		t.Skip(err)
-	}
+	target, link := symlinkedDB(t)
 	if err := os.WriteFile(link+"-wal", nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -190,6 +211,9 @@ func TestSyncerSymlinkedDatabaseStaleWAL(t *testing.T) {
 	)
 	if err := s.wdb.QueryRow(`PRAGMA database_list`).Scan(&seq, &name, &file); err != nil {
 		t.Fatal(err)
+	}
+	if file != target {
+		t.Errorf("SQLite uses %s, want the link's target %s", file, target)
 	}
 	synced := make(chan *os.File, 1)
 	s.batch.wal.sync = func(f *os.File) error {
@@ -216,10 +240,7 @@ func TestSyncerSymlinkedDatabaseStaleWAL(t *testing.T) {
 func TestSyncerFirstWriteEndsTheTransaction(t *testing.T) {
 	s := openBatchSQLite(t, filepath.Join(t.TempDir(), "fb.db"))
 	ctx := context.Background()
-	entered, release := blockSync(s, syncFile)
-	errA := make(chan error, 1)
-	go func() { _, err := s.CreateUser(ctx, User{UserName: "a"}); errA <- err }()
-	<-entered
+	a := holdSync(t, s, "a", syncFile)
 
 	w1Ran := make(chan struct{})
 	err1 := make(chan error, 1)
@@ -243,8 +264,7 @@ func TestSyncerFirstWriteEndsTheTransaction(t *testing.T) {
 	case <-w2Ran:
 	case <-time.After(200 * time.Millisecond):
 	}
-	close(release)
-	if err := <-errA; err != nil {
+	if err := a.done(); err != nil {
 		t.Fatal(err)
 	}
 	e1, e2 := <-err1, <-err2
@@ -265,10 +285,7 @@ func TestSyncerWriteReadsThePoolWhileSyncing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entered, release := blockSync(s, syncFile)
-	errA := make(chan error, 1)
-	go func() { _, err := s.CreateUser(ctx, User{UserName: "a"}); errA <- err }()
-	<-entered
+	a := holdSync(t, s, "a", syncFile)
 	errs := make(chan error, 2)
 	for range 2 { // first write of the next tx, then one in a savepoint
 		go func() {
@@ -279,7 +296,7 @@ func TestSyncerWriteReadsThePoolWhileSyncing(t *testing.T) {
 		}()
 	}
 	time.Sleep(50 * time.Millisecond)
-	close(release)
+	a.let()
 	for range 2 {
 		select {
 		case err := <-errs:
@@ -290,7 +307,7 @@ func TestSyncerWriteReadsThePoolWhileSyncing(t *testing.T) {
 			t.Fatal("deadlock: a write reading the pool never returned")
 		}
 	}
-	if err := <-errA; err != nil {
+	if err := <-a.created; err != nil {
 		t.Fatal(err)
 	}
 }
@@ -349,10 +366,7 @@ func TestSyncerCloseWhileSyncingAndTxOpen(t *testing.T) {
 // userName) does not return before the fsync of a batch it could see.
 func TestSyncerReadTxWaitsForSync(t *testing.T) {
 	s := openBatchSQLite(t, filepath.Join(t.TempDir(), "fb.db"))
-	entered, release := blockSync(s, syncFile)
-	created := make(chan error, 1)
-	go func() { _, err := s.CreateUser(context.Background(), User{UserName: "x"}); created <- err }()
-	<-entered
+	h := holdSync(t, s, "x", syncFile)
 	got := make(chan int, 1)
 	go func() {
 		_, total, err := s.ListUsers(context.Background(), UserQuery{})
@@ -366,8 +380,7 @@ func TestSyncerReadTxWaitsForSync(t *testing.T) {
 		t.Fatalf("ListUsers returned (total %d) before the fsync", n)
 	case <-time.After(100 * time.Millisecond):
 	}
-	close(release)
-	if err := <-created; err != nil {
+	if err := h.done(); err != nil {
 		t.Fatal(err)
 	}
 	if n := <-got; n != 1 {
@@ -381,10 +394,7 @@ func TestSyncerReadTxWaitsForSync(t *testing.T) {
 func TestSyncerPanicFirstWriteWhileSyncing(t *testing.T) {
 	s := openBatchSQLite(t, filepath.Join(t.TempDir(), "fb.db"))
 	ctx := context.Background()
-	entered, release := blockSync(s, syncFile)
-	errA := make(chan error, 1)
-	go func() { _, err := s.CreateUser(ctx, User{UserName: "a"}); errA <- err }()
-	<-entered
+	a := holdSync(t, s, "a", syncFile)
 	ran := make(chan struct{})
 	panicked := make(chan any, 1)
 	go func() {
@@ -402,12 +412,11 @@ func TestSyncerPanicFirstWriteWhileSyncing(t *testing.T) {
 	go func() { _, err := s.CreateUser(ctx, User{UserName: "b"}); errB <- err }()
 	waitQueued(t, s, 0)
 	time.Sleep(20 * time.Millisecond)
-	close(release)
+	if err := a.done(); err != nil {
+		t.Error(err)
+	}
 	if p := <-panicked; p != "boom" {
 		t.Errorf("recovered %v", p)
-	}
-	if err := <-errA; err != nil {
-		t.Error(err)
 	}
 	if err := <-errB; err != nil {
 		t.Error(err)
