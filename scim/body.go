@@ -123,7 +123,7 @@ func prepareBodyDoc(kind string, body []byte) ([]byte, map[string]any, error) {
 		}
 		return body, doc, nil
 	}
-	out, err := json.Marshal(doc)
+	out, err := marshalDoc(doc)
 	return out, nil, err
 }
 

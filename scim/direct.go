@@ -250,7 +250,7 @@ func (s *server) writeResource(w http.ResponseWriter, r *http.Request, status in
 // writeDoc is finish for an answer the library would have encoded from doc.
 func (s *server) writeDoc(w http.ResponseWriter, r *http.Request, status int, h http.Header, doc map[string]any) {
 	s.rewrite(r, status, h, doc)
-	body, err := json.Marshal(doc)
+	body, err := marshalDoc(doc)
 	if err != nil {
 		// The library answers 500 when it cannot encode its answer.
 		s.libError(w, r, scimerrors.ScimErrorInternal)

@@ -109,7 +109,7 @@ func fillGroup(g *directory.Group, m map[string]any) error {
 	if err != nil {
 		return err
 	}
-	raw, err := json.Marshal(m)
+	raw, err := marshalDoc(m)
 	if err != nil {
 		return err
 	}

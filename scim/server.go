@@ -335,7 +335,7 @@ func (s *server) finish(w http.ResponseWriter, r *http.Request, rec *recorder) {
 		d.UseNumber()
 		if err := d.Decode(&doc); err == nil {
 			s.rewrite(r, rec.status, rec.header, doc)
-			if b, err := json.Marshal(doc); err == nil {
+			if b, err := marshalDoc(doc); err == nil {
 				body = b
 			}
 		}

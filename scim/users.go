@@ -169,7 +169,7 @@ func fill(u *directory.User, m map[string]any) error {
 	if err != nil {
 		return err
 	}
-	raw, err := json.Marshal(m)
+	raw, err := marshalDoc(m)
 	if err != nil {
 		return err
 	}

@@ -580,3 +580,19 @@ func TestSQLiteFsyncFailure(t *testing.T) {
 		t.Error("the user written before the failure is not found")
 	}
 }
+
+// TestSQLiteWriterSettings checks the writer connection's settings that the
+// committer relies on: WAL, synchronous=NORMAL (it fsyncs the WAL itself) and
+// in-memory savepoint journals.
+func TestSQLiteWriterSettings(t *testing.T) {
+	s := openBatchSQLite(t, filepath.Join(t.TempDir(), "w.db"))
+	for pragma, want := range map[string]string{"journal_mode": "wal", "synchronous": "1", "temp_store": "2"} {
+		var got string
+		if err := s.wdb.QueryRowContext(t.Context(), "PRAGMA "+pragma).Scan(&got); err != nil {
+			t.Fatalf("PRAGMA %s: %v", pragma, err)
+		}
+		if got != want {
+			t.Errorf("writer PRAGMA %s = %s, want %s", pragma, got, want)
+		}
+	}
+}
