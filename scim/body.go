@@ -1,8 +1,6 @@
 package scim
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -70,10 +68,8 @@ func prepareBodyDoc(kind string, body []byte) ([]byte, map[string]any, error) {
 	if kind == "" {
 		return body, nil, nil
 	}
-	var doc map[string]any
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.UseNumber()
-	if err := d.Decode(&doc); err != nil || doc == nil {
+	doc, err := decodeObject(body)
+	if err != nil || doc == nil {
 		return nil, nil, badRequest(scimerrors.ScimTypeInvalidSyntax, "The request body must be a JSON object.")
 	}
 	if err := checkSchemas(kind, doc); err != nil {

@@ -1,7 +1,6 @@
 package scim
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -84,18 +83,12 @@ func (s *server) serveDirect(w http.ResponseWriter, r *http.Request, path string
 	return false
 }
 
-// decodeNumber is the library's unmarshal: encoding/json with UseNumber.
-func decodeNumber(data []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.UseNumber()
-	return d.Decode(v)
-}
-
 func (s *server) directCreate(w http.ResponseWriter, r *http.Request, body []byte, m map[string]any) {
 	t := s.userType
 	// ResourceType.validate (the body is decoded already when prepareBody left it unchanged)
 	if m == nil {
-		if err := decodeNumber(body, &m); err != nil {
+		var err error
+		if m, err = decodeObject(body); err != nil {
 			s.libError(w, r, scimerrors.ScimErrorInvalidSyntax)
 			return
 		}

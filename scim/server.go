@@ -330,10 +330,7 @@ func (s *server) finish(w http.ResponseWriter, r *http.Request, rec *recorder) {
 		return
 	}
 	if len(body) > 0 {
-		var doc map[string]any
-		d := json.NewDecoder(bytes.NewReader(body))
-		d.UseNumber()
-		if err := d.Decode(&doc); err == nil {
+		if doc, err := decodeObject(body); err == nil {
 			s.rewrite(r, rec.status, rec.header, doc)
 			if b, err := marshalDoc(doc); err == nil {
 				body = b

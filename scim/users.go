@@ -462,13 +462,15 @@ func versionMatches(ifMatch string, version int64) bool {
 }
 
 func decodeResource(u directory.User) (map[string]any, error) {
-	m := map[string]any{}
+	var m map[string]any
 	if len(u.Resource) > 0 {
-		d := json.NewDecoder(bytes.NewReader(u.Resource))
-		d.UseNumber()
-		if err := d.Decode(&m); err != nil {
+		var err error
+		if m, err = decodeObject(u.Resource); err != nil {
 			return nil, fmt.Errorf("stored user %s: %w", u.ID, err)
 		}
+	}
+	if m == nil {
+		m = map[string]any{}
 	}
 	m[findKey(m, "userName")] = u.UserName
 	m[findKey(m, "active")] = u.Active
