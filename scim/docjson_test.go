@@ -71,9 +71,7 @@ const oktaUser = `{
 func decodeDoc(tb testing.TB, raw string) any {
 	tb.Helper()
 	var v any
-	d := json.NewDecoder(strings.NewReader(raw))
-	d.UseNumber()
-	if err := d.Decode(&v); err != nil {
+	if err := decodeNumber([]byte(raw), &v); err != nil {
 		tb.Fatal(err)
 	}
 	return v
