@@ -164,7 +164,7 @@ func FuzzDecode(f *testing.F) {
 		case a.status == http.StatusCreated:
 			id, _ := a.doc["id"].(string)
 			e.checkGroup(t, id, a)
-			if err := e.store.DeleteGroup(context.Background(), id); err != nil {
+			if err := e.store.DeleteGroup(context.Background(), id, nil); err != nil {
 				t.Fatalf("delete the created group: %v", err)
 			}
 		case !a.isClientError():
@@ -330,7 +330,7 @@ func (e *fuzzEnv) substBytes(b []byte) []byte {
 func (e *fuzzEnv) removeUser(t *testing.T, id string) {
 	t.Helper()
 	ctx := context.Background()
-	if err := e.store.DeleteUser(ctx, id); err != nil {
+	if err := e.store.DeleteUser(ctx, id, nil); err != nil {
 		t.Fatalf("delete the created user: %v", err)
 	}
 	st, err := e.store.GetSyncState(ctx, id)

@@ -25,7 +25,7 @@ type GroupStore interface {
 	GetGroup(ctx context.Context, id string) (directory.Group, error)
 	ListGroups(ctx context.Context, q directory.GroupQuery) ([]directory.Group, int, error)
 	UpdateGroup(ctx context.Context, id string, mutate func(*directory.Group) error) (directory.Group, error)
-	DeleteGroup(ctx context.Context, id string) error
+	DeleteGroup(ctx context.Context, id string, check func(version int64) error) error
 }
 
 // groups implements elimity's ResourceHandler for SCIM Groups over the directory.
@@ -257,10 +257,7 @@ func (h *groups) Patch(r *http.Request, id string, ops []elimity.PatchOperation)
 }
 
 func (h *groups) Delete(r *http.Request, id string) error {
-	return deleteIfMatch(r, h.log, id, func(ctx context.Context, id string) (int64, error) {
-		g, err := h.store.GetGroup(ctx, id)
-		return g.Version, err
-	}, h.store.DeleteGroup, h.changed)
+	return deleteIfMatch(r, h.log, id, h.store.DeleteGroup, h.changed)
 }
 
 // groupDocument is the group as a SCIM document, members included, for PATCH.

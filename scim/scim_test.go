@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -477,6 +478,52 @@ func TestDelete(t *testing.T) {
 	st, err := e.store.GetSyncState(context.Background(), id)
 	if err != nil || !st.Deleted {
 		t.Errorf("sync state after delete: %+v %v", st, err)
+	}
+}
+
+// TestDeleteIfMatch: DELETE honours If-Match on users and groups; a stale
+// version is refused with 412 and removes nothing.
+func TestDeleteIfMatch(t *testing.T) {
+	e := newEnv(t)
+	g := e.do("POST", "/Groups", okta, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Etag Group","members":[]}`)
+	if g.status != 201 {
+		t.Fatalf("create group: %d %s", g.status, g.raw)
+	}
+	gid := g.body["id"].(string)
+	for _, kind := range []string{"Users", "Groups"} {
+		for i, c := range []struct {
+			ifMatch string
+			status  int
+		}{
+			{`W/"2"`, 412},
+			{`"2", W/"3"`, 412},
+			{`W/"1", W/"7"`, 204},
+			{`"1"`, 204},
+			{`*`, 204},
+		} {
+			id := gid
+			if kind == "Users" {
+				id = e.create(fmt.Sprintf("etag%d@example.com", i))
+			} else if c.status == 204 {
+				r := e.do("POST", "/Groups", okta, fmt.Sprintf(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Etag %d"}`, i))
+				if r.status != 201 {
+					t.Fatalf("create group: %d %s", r.status, r.raw)
+				}
+				id = r.body["id"].(string)
+			}
+			a := e.do("DELETE", "/"+kind+"/"+id, "", "", "If-Match", c.ifMatch)
+			if c.status == 412 {
+				assertSCIMError(t, a, 412, "")
+				if got := e.do("GET", "/"+kind+"/"+id, "", ""); got.status != 200 {
+					t.Errorf("%s after a refused DELETE (If-Match %s): GET %d", kind, c.ifMatch, got.status)
+				}
+				continue
+			}
+			if a.status != 204 {
+				t.Errorf("DELETE %s with If-Match %s: %d %s", kind, c.ifMatch, a.status, a.raw)
+			}
+			assertSCIMError(t, e.do("GET", "/"+kind+"/"+id, "", ""), 404, "")
+		}
 	}
 }
 

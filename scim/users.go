@@ -38,7 +38,7 @@ type UserStore interface {
 	GetUser(ctx context.Context, id string) (directory.User, error)
 	ListUsers(ctx context.Context, q directory.UserQuery) ([]directory.User, int, error)
 	UpdateUser(ctx context.Context, id string, mutate func(*directory.User) error) (directory.User, error)
-	DeleteUser(ctx context.Context, id string) error
+	DeleteUser(ctx context.Context, id string, check func(version int64) error) error
 }
 
 // users implements elimity's ResourceHandler over the directory.
@@ -416,26 +416,25 @@ func (h *users) Patch(r *http.Request, id string, ops []elimity.PatchOperation) 
 }
 
 func (h *users) Delete(r *http.Request, id string) error {
-	return deleteIfMatch(r, h.log, id, func(ctx context.Context, id string) (int64, error) {
-		u, err := h.store.GetUser(ctx, id)
-		return u.Version, err
-	}, h.store.DeleteUser, h.changed)
+	return deleteIfMatch(r, h.log, id, h.store.DeleteUser, h.changed)
 }
 
-// deleteIfMatch deletes a resource, first checking an If-Match header against its version.
-func deleteIfMatch(r *http.Request, log *zap.Logger, id string, version func(context.Context, string) (int64, error),
-	del func(context.Context, string) error, changed func()) error {
+// deleteIfMatch deletes a resource; an If-Match header is checked against
+// its version by the store, in the transaction that deletes it, so that a
+// write landing between a check and the delete cannot be lost.
+func deleteIfMatch(r *http.Request, log *zap.Logger, id string,
+	del func(ctx context.Context, id string, check func(version int64) error) error, changed func()) error {
 	ctx := r.Context()
+	var check func(int64) error
 	if ifMatch := r.Header.Get("If-Match"); ifMatch != "" {
-		v, err := version(ctx, id)
-		if err != nil {
-			return toSCIMError(ctx, log, err)
-		}
-		if !versionMatches(ifMatch, v) {
-			return toSCIMError(ctx, log, errVersionMismatch)
+		check = func(v int64) error {
+			if !versionMatches(ifMatch, v) {
+				return errVersionMismatch
+			}
+			return nil
 		}
 	}
-	if err := del(ctx, id); err != nil {
+	if err := del(ctx, id, check); err != nil {
 		return toSCIMError(ctx, log, err)
 	}
 	changed()

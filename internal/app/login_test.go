@@ -177,7 +177,7 @@ func TestLoginRefusals(t *testing.T) {
 
 	// Deleted through SCIM: refused, and not re-created.
 	gone := scimUser("gone@example.com", true)
-	if err := e.store.DeleteUser(e.ctx, gone.ID); err != nil {
+	if err := e.store.DeleteUser(e.ctx, gone.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	_, err = e.h.Login(e.ctx, aLogin("Gone@Example.com", "Flex Agents"))

@@ -222,8 +222,11 @@ type Store interface {
 	// DeleteUser removes the user (with its SAML identity) and turns its sync
 	// state into a tombstone (Deleted, desired_gen++), and records the
 	// userName as deprovisioned (GetDeprovisioned), in one transaction.
+	// check, when not nil, is called in that transaction with the user's
+	// current Version (an If-Match precondition): an error from it aborts the
+	// transaction, so nothing is removed, and is returned as is.
 	// ErrNotFound.
-	DeleteUser(ctx context.Context, id string) error
+	DeleteUser(ctx context.Context, id string, check func(version int64) error) error
 
 	// CreateGroup stores a new group with its members and marks every member
 	// for sync, in one transaction. The store assigns ID, Version (1), Created
@@ -250,8 +253,10 @@ type Store interface {
 	// ErrInvalid as for CreateGroup (only added members are checked).
 	UpdateGroup(ctx context.Context, id string, mutate func(*Group) error) (Group, error)
 	// DeleteGroup removes the group and its memberships and marks every
-	// ex-member for sync, in one transaction. ErrNotFound.
-	DeleteGroup(ctx context.Context, id string) error
+	// ex-member for sync, in one transaction. check, when not nil, is called
+	// in that transaction with the group's current Version before anything is
+	// removed; an error from it aborts and is returned as is. ErrNotFound.
+	DeleteGroup(ctx context.Context, id string, check func(version int64) error) error
 	// GroupsOfUser returns the groups the user is a member of, ordered by
 	// displayName case-insensitively; ErrNotFound if there is no such user.
 	// DeleteUser removes the user's memberships (without bumping the groups'

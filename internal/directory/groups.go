@@ -434,15 +434,20 @@ func diffMembers(cur, next []string) (added, removed []string) {
 	return added, removed
 }
 
-func (s *sqlStore) DeleteGroup(ctx context.Context, id string) error {
+func (s *sqlStore) DeleteGroup(ctx context.Context, id string, check func(version int64) error) error {
 	return s.write(ctx, func(q *querier) error {
-		var found string
-		err := q.queryRow(ctx, `SELECT id FROM groups WHERE id = ?`+s.d.lockRow, id).Scan(&found)
+		var version int64
+		err := q.queryRow(ctx, `SELECT version FROM groups WHERE id = ?`+s.d.lockRow, id).Scan(&version)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("directory: group %q: %w", id, ErrNotFound)
 		}
 		if err != nil {
 			return fmt.Errorf("directory: delete group: %w", err)
+		}
+		if check != nil {
+			if err := check(version); err != nil {
+				return err
+			}
 		}
 		// Memberships first, then the sync marks: the lock order DeleteUser
 		// follows (memberships, then sync state), so the two cannot deadlock.

@@ -320,15 +320,25 @@ func (s *sqlStore) UpdateUser(ctx context.Context, id string, mutate func(*User)
 	return out, nil
 }
 
-func (s *sqlStore) DeleteUser(ctx context.Context, id string) error {
+func (s *sqlStore) DeleteUser(ctx context.Context, id string, check func(version int64) error) error {
 	return s.write(ctx, func(q *querier) error {
-		var userName string
-		err := q.queryRow(ctx, `DELETE FROM users WHERE id = ? RETURNING user_name`, id).Scan(&userName)
+		var (
+			userName string
+			version  int64
+		)
+		err := q.queryRow(ctx, `DELETE FROM users WHERE id = ? RETURNING user_name, version`, id).Scan(&userName, &version)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("directory: user %q: %w", id, ErrNotFound)
 		}
 		if err != nil {
 			return fmt.Errorf("directory: delete user: %w", err)
+		}
+		// The row is gone only if the transaction commits: a refusal here
+		// rolls the delete back with everything else.
+		if check != nil {
+			if err := check(version); err != nil {
+				return err
+			}
 		}
 		if err := s.recordDeprovisioned(ctx, q, id, userName); err != nil {
 			return err

@@ -243,7 +243,7 @@ func TestDeletedUserRemovesWorkerAndTombstone(t *testing.T) {
 	h := newHarness(t, "")
 	u := h.createUser("gone@example.com", "Gone")
 	h.pass()
-	if err := h.store.DeleteUser(h.ctx, u.ID); err != nil {
+	if err := h.store.DeleteUser(h.ctx, u.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	h.pass()
@@ -540,7 +540,7 @@ func TestDeleteAfterLostCreateRemovesWorker(t *testing.T) {
 	if _, found := h.worker("lost.delete@example.com"); !found {
 		t.Fatal("the faulted create did not create the worker")
 	}
-	if err := h.store.DeleteUser(h.ctx, u.ID); err != nil {
+	if err := h.store.DeleteUser(h.ctx, u.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	h.clk.Advance(10 * time.Minute)

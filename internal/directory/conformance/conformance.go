@@ -65,6 +65,7 @@ func RunTests(t *testing.T, newStore func(t *testing.T) directory.Store) {
 		{"UpdateUserErrors", testUpdateUserErrors},
 		{"UpdateUserConcurrent", testUpdateUserConcurrent},
 		{"DeleteUser", testDeleteUser},
+		{"DeleteUserPrecondition", testDeleteUserPrecondition},
 		{"WriteMarksSyncInSameTx", testWriteMarksSync},
 		{"ClaimAndApply", testClaimAndApply},
 		{"GenerationRace", testGenerationRace},
@@ -358,7 +359,7 @@ func testUserNameConflict(t *testing.T, e *env) {
 		t.Fatalf("recased user = %+v", got)
 	}
 	// Nor is the name of a deleted user.
-	mustNil(t, e.s.DeleteUser(e.ctx, emile.ID), "DeleteUser")
+	mustNil(t, e.s.DeleteUser(e.ctx, emile.ID, nil), "DeleteUser")
 	createUser(t, e, "ÉMILE")
 
 	users, total, err := e.s.ListUsers(e.ctx, directory.UserQuery{})
@@ -568,12 +569,12 @@ func testDeleteUser(t *testing.T, e *env) {
 	alice := createUser(t, e, "alice@example.com")
 	bob := createUser(t, e, "bob@example.com")
 	e.clock.Advance(time.Minute)
-	mustNil(t, e.s.DeleteUser(e.ctx, alice.ID), "DeleteUser")
+	mustNil(t, e.s.DeleteUser(e.ctx, alice.ID, nil), "DeleteUser")
 
 	_, err := e.s.GetUser(e.ctx, alice.ID)
 	wantKind(t, err, directory.ErrNotFound, "GetUser deleted")
-	wantKind(t, e.s.DeleteUser(e.ctx, alice.ID), directory.ErrNotFound, "DeleteUser twice")
-	wantKind(t, e.s.DeleteUser(e.ctx, uuid.NewString()), directory.ErrNotFound, "DeleteUser unknown")
+	wantKind(t, e.s.DeleteUser(e.ctx, alice.ID, nil), directory.ErrNotFound, "DeleteUser twice")
+	wantKind(t, e.s.DeleteUser(e.ctx, uuid.NewString(), nil), directory.ErrNotFound, "DeleteUser unknown")
 	_, err = e.s.UpdateUser(e.ctx, alice.ID, func(*directory.User) error { return nil })
 	wantKind(t, err, directory.ErrNotFound, "UpdateUser deleted")
 
@@ -591,6 +592,44 @@ func testDeleteUser(t *testing.T, e *env) {
 	if again.ID == alice.ID {
 		t.Fatal("re-created user reused the deleted ID")
 	}
+}
+
+// testDeleteUserPrecondition: DeleteUser's check sees the version the delete
+// would remove and, by failing, keeps everything as it was: the user, its
+// sync state, its userName not deprovisioned.
+func testDeleteUserPrecondition(t *testing.T, e *env) {
+	u := createUser(t, e, "carol@example.com")
+	u, err := e.s.UpdateUser(e.ctx, u.ID, func(x *directory.User) error { x.Active = false; return nil })
+	mustNil(t, err, "UpdateUser")
+	before := getState(t, e, u.ID)
+	e.clock.Advance(time.Minute)
+
+	refused := errors.New("version does not match")
+	var seen []int64
+	err = e.s.DeleteUser(e.ctx, u.ID, func(v int64) error { seen = append(seen, v); return refused })
+	if !errors.Is(err, refused) {
+		t.Fatalf("DeleteUser with a failing check: %v, want the check's error as is", err)
+	}
+	if len(seen) != 1 || seen[0] != 2 {
+		t.Fatalf("check saw versions %v, want [2]", seen)
+	}
+	got, err := e.s.GetUser(e.ctx, u.ID)
+	mustNil(t, err, "GetUser after a refused delete")
+	if got.Version != 2 || got.Active {
+		t.Fatalf("after a refused delete: version %d active %v", got.Version, got.Active)
+	}
+	wantState(t, getState(t, e, u.ID), before, "sync state after a refused delete")
+	_, err = e.s.GetDeprovisioned(e.ctx, u.UserName)
+	wantKind(t, err, directory.ErrNotFound, "GetDeprovisioned after a refused delete")
+
+	mustNil(t, e.s.DeleteUser(e.ctx, u.ID, func(v int64) error { seen = append(seen, v); return nil }), "DeleteUser with a passing check")
+	if len(seen) != 2 || seen[1] != 2 {
+		t.Fatalf("check saw versions %v, want [2 2]", seen)
+	}
+	_, err = e.s.GetUser(e.ctx, u.ID)
+	wantKind(t, err, directory.ErrNotFound, "GetUser after the delete")
+	wantKind(t, e.s.DeleteUser(e.ctx, u.ID, func(int64) error { t.Error("check called for a missing user"); return nil }),
+		directory.ErrNotFound, "DeleteUser of a missing user with a check")
 }
 
 func testWriteMarksSync(t *testing.T, e *env) {
@@ -644,7 +683,7 @@ func testWriteMarksSync(t *testing.T, e *env) {
 
 	// Delete marks too.
 	e.clock.Advance(time.Minute)
-	mustNil(t, e.s.DeleteUser(e.ctx, u.ID), "DeleteUser")
+	mustNil(t, e.s.DeleteUser(e.ctx, u.ID, nil), "DeleteUser")
 	st = getState(t, e, u.ID)
 	if st.DesiredGen != 3 || !st.Deleted || st.Attempts != 0 || st.LastError != "" || !st.NextAttemptAt.Equal(e.now()) {
 		t.Fatalf("state after delete: %+v", st)
@@ -917,7 +956,7 @@ func testTombstoneLifecycle(t *testing.T, e *env) {
 	mustNil(t, e.s.MarkApplied(e.ctx, u.ID, 1, "WK1"), "MarkApplied")
 
 	e.clock.Advance(time.Minute)
-	mustNil(t, e.s.DeleteUser(e.ctx, u.ID), "DeleteUser")
+	mustNil(t, e.s.DeleteUser(e.ctx, u.ID, nil), "DeleteUser")
 	tomb := getState(t, e, u.ID)
 	wantState(t, tomb, directory.SyncState{
 		UserID: u.ID, UserName: "alice@example.com", DesiredGen: 2, AppliedGen: 1, WorkerSID: "WK1",
@@ -964,7 +1003,7 @@ func testTombstoneLifecycle(t *testing.T, e *env) {
 func testDeleteDuringSync(t *testing.T, e *env) {
 	u := createUser(t, e, "bob@example.com")
 	items := claim(t, e, "w1", time.Minute, 10)
-	mustNil(t, e.s.DeleteUser(e.ctx, u.ID), "DeleteUser during sync")
+	mustNil(t, e.s.DeleteUser(e.ctx, u.ID, nil), "DeleteUser during sync")
 	mustNil(t, e.s.MarkApplied(e.ctx, u.ID, items[0].State.DesiredGen, "WKnew"), "MarkApplied gen 1")
 	st := getState(t, e, u.ID)
 	if !st.Deleted || !st.Pending() || st.WorkerSID != "WKnew" || st.AppliedGen != 1 || st.DesiredGen != 2 {
@@ -990,7 +1029,7 @@ func testMarkAllForSync(t *testing.T, e *env) {
 		mustNil(t, e.s.MarkApplied(e.ctx, u.ID, 1, "WK"+u.UserName), "MarkApplied")
 	}
 	mustNil(t, e.s.MarkFailed(e.ctx, a.ID, 1, "ignored: already applied", e.now().Add(time.Hour)), "MarkFailed")
-	mustNil(t, e.s.DeleteUser(e.ctx, c.ID), "DeleteUser")
+	mustNil(t, e.s.DeleteUser(e.ctx, c.ID, nil), "DeleteUser")
 	tomb := getState(t, e, c.ID)
 
 	e.clock.Advance(time.Minute)
@@ -1020,7 +1059,7 @@ func testListSyncStates(t *testing.T, e *env) {
 	carol := createUser(t, e, "carol")
 	alice := createUser(t, e, "alice")
 	bob := createUser(t, e, "bob")
-	mustNil(t, e.s.DeleteUser(e.ctx, alice.ID), "DeleteUser")
+	mustNil(t, e.s.DeleteUser(e.ctx, alice.ID, nil), "DeleteUser")
 	states, err = e.s.ListSyncStates(e.ctx)
 	mustNil(t, err, "ListSyncStates")
 	var got []string

@@ -29,6 +29,7 @@ var groupTests = []subtest{
 	{"DeleteUserRemovesMemberships", testDeleteUserMemberships},
 	{"ConcurrentGroupWrites", testConcurrentGroupWrites},
 	{"LargeGroupSmallChange", testLargeGroup},
+	{"DeleteGroupPrecondition", testDeleteGroupPrecondition},
 }
 
 // ---------------------------------------------------------------- helpers
@@ -274,7 +275,7 @@ func testGroupNotFound(t *testing.T, e *env) {
 		if called {
 			t.Fatal("mutate called for an unknown group")
 		}
-		wantKind(t, e.s.DeleteGroup(e.ctx, id), directory.ErrNotFound, fmt.Sprintf("DeleteGroup(%q)", id))
+		wantKind(t, e.s.DeleteGroup(e.ctx, id, nil), directory.ErrNotFound, fmt.Sprintf("DeleteGroup(%q)", id))
 		_, err = e.s.GroupsOfUser(e.ctx, id)
 		wantKind(t, err, directory.ErrNotFound, fmt.Sprintf("GroupsOfUser(%q)", id))
 	}
@@ -311,7 +312,7 @@ func testGroupDisplayNameConflict(t *testing.T, e *env) {
 		t.Fatalf("recased group = %+v", got)
 	}
 	// Nor is the name of a deleted group.
-	mustNil(t, e.s.DeleteGroup(e.ctx, equipe.ID), "DeleteGroup")
+	mustNil(t, e.s.DeleteGroup(e.ctx, equipe.ID, nil), "DeleteGroup")
 	createGroup(t, e, "ÉQUIPE")
 	_, total, err := e.s.ListGroups(e.ctx, directory.GroupQuery{})
 	mustNil(t, err, "ListGroups")
@@ -579,14 +580,14 @@ func testGroupMarks(t *testing.T, e *env) {
 	step("empty group", func() error { setMembers(t, e, g.ID); return nil }, b, d)
 	step("fill again", func() error { setMembers(t, e, g.ID, a.ID, b.ID, c.ID); return nil }, a, b, c)
 	other := createGroup(t, e, "Other", a.ID)
-	step("delete group", func() error { return e.s.DeleteGroup(e.ctx, g.ID) }, a, b, c)
+	step("delete group", func() error { return e.s.DeleteGroup(e.ctx, g.ID, nil) }, a, b, c)
 	step("delete empty group", func() error {
 		empty := createGroup(t, e, "Empty")
-		return e.s.DeleteGroup(e.ctx, empty.ID)
+		return e.s.DeleteGroup(e.ctx, empty.ID, nil)
 	})
 	// Memberships of a user who is deleted meanwhile: the tombstone is not
 	// touched by later group writes.
-	mustNil(t, e.s.DeleteUser(e.ctx, a.ID), "DeleteUser a")
+	mustNil(t, e.s.DeleteUser(e.ctx, a.ID, nil), "DeleteUser a")
 	step("rename a group whose member was deleted", func() error {
 		_, err := e.s.UpdateGroup(e.ctx, other.ID, func(g *directory.Group) error { g.DisplayName = "Other 2"; return nil })
 		return err
@@ -664,7 +665,7 @@ func testClaimGroups(t *testing.T, e *env) {
 	})
 
 	// A deleted user's tombstone carries no groups.
-	mustNil(t, e.s.DeleteUser(e.ctx, b.ID), "DeleteUser b")
+	mustNil(t, e.s.DeleteUser(e.ctx, b.ID, nil), "DeleteUser b")
 	items = claim(t, e, "w", time.Minute, 10)
 	if len(items) != 1 || items[0].State.UserID != b.ID || items[0].User != nil || items[0].Groups != nil {
 		t.Fatalf("claim of a tombstone: %+v", items)
@@ -679,7 +680,7 @@ func testDeleteUserMemberships(t *testing.T, e *env) {
 	settle(t, e)
 	e.clock.Advance(time.Minute)
 	before := states(t, e)
-	mustNil(t, e.s.DeleteUser(e.ctx, a.ID), "DeleteUser a")
+	mustNil(t, e.s.DeleteUser(e.ctx, a.ID, nil), "DeleteUser a")
 
 	// The memberships are gone; the groups' versions are not bumped.
 	want := g
@@ -822,4 +823,35 @@ func testLargeGroup(t *testing.T, e *env) {
 	if got := getGroup(t, e, g.ID); len(got.Members) != n-1 {
 		t.Fatalf("after removing two: %d members", len(got.Members))
 	}
+}
+
+// testDeleteGroupPrecondition: DeleteGroup's check sees the group's version
+// and, by failing, keeps the group and its members, and marks nobody.
+func testDeleteGroupPrecondition(t *testing.T, e *env) {
+	a := createUser(t, e, "dora@example.com")
+	g := createGroup(t, e, "Night shift", a.ID)
+	g = setMembers(t, e, g.ID, a.ID) // version 2, same members
+	before := getState(t, e, a.ID)
+	e.clock.Advance(time.Minute)
+
+	refused := errors.New("version does not match")
+	var seen []int64
+	err := e.s.DeleteGroup(e.ctx, g.ID, func(v int64) error { seen = append(seen, v); return refused })
+	if !errors.Is(err, refused) {
+		t.Fatalf("DeleteGroup with a failing check: %v, want the check's error as is", err)
+	}
+	if len(seen) != 1 || seen[0] != g.Version {
+		t.Fatalf("check saw versions %v, want [%d]", seen, g.Version)
+	}
+	got := getGroup(t, e, g.ID)
+	if got.Version != g.Version || len(got.Members) != 1 || got.Members[0] != a.ID {
+		t.Fatalf("after a refused delete: version %d members %v", got.Version, got.Members)
+	}
+	wantState(t, getState(t, e, a.ID), before, "member's sync state after a refused delete")
+
+	mustNil(t, e.s.DeleteGroup(e.ctx, g.ID, func(int64) error { return nil }), "DeleteGroup with a passing check")
+	_, err = e.s.GetGroup(e.ctx, g.ID)
+	wantKind(t, err, directory.ErrNotFound, "GetGroup after the delete")
+	wantKind(t, e.s.DeleteGroup(e.ctx, g.ID, func(int64) error { t.Error("check called for a missing group"); return nil }),
+		directory.ErrNotFound, "DeleteGroup of a missing group with a check")
 }

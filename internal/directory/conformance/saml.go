@@ -136,7 +136,7 @@ func testSAMLIdentity(t *testing.T, e *env) {
 	}
 
 	// Deleting the user removes the identity.
-	mustNil(t, e.s.DeleteUser(e.ctx, u.ID), "DeleteUser")
+	mustNil(t, e.s.DeleteUser(e.ctx, u.ID, nil), "DeleteUser")
 	_, err = e.s.GetSAMLIdentity(e.ctx, u.ID)
 	wantKind(t, err, directory.ErrNotFound, "GetSAMLIdentity after DeleteUser")
 }
@@ -169,7 +169,7 @@ func testDeprovisioned(t *testing.T, e *env) {
 	u := createUser(t, e, "Grace@Example.com")
 	_, err := e.s.GetDeprovisioned(e.ctx, "grace@example.com")
 	wantKind(t, err, directory.ErrNotFound, "GetDeprovisioned of a live user")
-	mustNil(t, e.s.DeleteUser(e.ctx, u.ID), "DeleteUser")
+	mustNil(t, e.s.DeleteUser(e.ctx, u.ID, nil), "DeleteUser")
 	d, err := e.s.GetDeprovisioned(e.ctx, "GRACE@example.COM")
 	mustNil(t, err, "GetDeprovisioned")
 	if d.UserName != "Grace@Example.com" || d.UserID != u.ID || !d.DeletedAt.Equal(e.now()) {
@@ -181,7 +181,7 @@ func testDeprovisioned(t *testing.T, e *env) {
 	// The name is taken again and deleted again: the record follows the newest.
 	e.clock.Advance(time.Hour)
 	u2 := createUser(t, e, "grace@example.com")
-	mustNil(t, e.s.DeleteUser(e.ctx, u2.ID), "DeleteUser again")
+	mustNil(t, e.s.DeleteUser(e.ctx, u2.ID, nil), "DeleteUser again")
 	d, err = e.s.GetDeprovisioned(e.ctx, "grace@example.com")
 	mustNil(t, err, "GetDeprovisioned again")
 	if d.UserID != u2.ID || !d.DeletedAt.Equal(e.now()) {
