@@ -55,8 +55,9 @@ import (
 // batch being synced, batches grow with the disk's latency and the load, the
 // statements of one batch run while the previous one is synced, and a lone
 // write pays nothing but its own commit and sync. (With synchronous=NORMAL,
-// SQLite still syncs the WAL before each checkpoint and the database after
-// it, and the WAL header when it restarts the WAL.)
+// SQLite still syncs the WAL header inside the commit that restarts the WAL;
+// checkpoints, which sync the WAL and the database, are made beside the
+// writes by a checkpointer: see checkpoint.go.)
 //
 // Readers must not see a batch before it is durable either: a GET that shows
 // a user whose create is then lost to a power cut would be as wrong as a 201
@@ -143,11 +144,14 @@ type committer struct {
 	durableCh          atomic.Pointer[chan struct{}]
 	syncErr            atomic.Pointer[error] // set once an fsync failed
 
+	// ckpt checkpoints the WAL beside the writes (checkpoint.go).
+	ckpt *checkpointer
+
 	// Counters for BatchStats.
 	txs, writes atomic.Uint64
 }
 
-func newCommitter(s *sqlStore, walPath string) *committer {
+func newCommitter(s *sqlStore, walPath string, ckptDB *sql.DB) *committer {
 	c := &committer{
 		s:          s,
 		queue:      make(chan *writeReq, queueLen),
@@ -158,6 +162,7 @@ func newCommitter(s *sqlStore, walPath string) *committer {
 		idle:       make(chan struct{}, 1),
 		syncerDone: make(chan struct{}),
 		wal:        walFile{path: walPath, sync: syncFile},
+		ckpt:       newCheckpointer(ckptDB, s.log),
 	}
 	ch := make(chan struct{})
 	c.durableCh.Store(&ch)
@@ -219,6 +224,7 @@ func (c *committer) loop() {
 		close(c.toSync) // the syncer finishes the batch it has, then exits
 		<-c.syncerDone
 		c.wal.close()
+		c.ckpt.close()
 	}()
 	defer c.stmts.close()
 	for {
@@ -234,9 +240,12 @@ func (c *committer) loop() {
 			}
 		}
 		if first.state.CompareAndSwap(reqQueued, reqTaken) {
+			// Between transactions the writer connection is free: catch
+			// the checkpoints up if the WAL has grown too long (so that
+			// the next transaction starts it over), and prepare the
+			// statements the last batch ran unprepared.
+			c.ckpt.catchUp(c.s.wdb)
 			c.runTx(first)
-			// Between transactions the writer connection is free: prepare
-			// the statements the batch ran unprepared.
 			c.stmts.prepareWanted()
 		}
 	}
@@ -327,6 +336,8 @@ func (c *committer) runTx(first *writeReq) {
 		// Nothing was written. Writers whose fn failed are told so too: their
 		// error may have depended on writes that are now lost.
 		failAll(fmt.Errorf("directory: commit: %w", err))
+	} else {
+		c.ckpt.committed()
 	}
 	c.handOff(syncBatch{reqs: live, seq: seq})
 }

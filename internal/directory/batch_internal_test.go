@@ -582,11 +582,12 @@ func TestSQLiteFsyncFailure(t *testing.T) {
 }
 
 // TestSQLiteWriterSettings checks the writer connection's settings that the
-// committer relies on: WAL, synchronous=NORMAL (it fsyncs the WAL itself) and
-// in-memory savepoint journals.
+// committer relies on: WAL, synchronous=NORMAL (it fsyncs the WAL itself),
+// in-memory savepoint journals and no checkpoints inside commits (the
+// checkpointer makes them).
 func TestSQLiteWriterSettings(t *testing.T) {
 	s := openBatchSQLite(t, filepath.Join(t.TempDir(), "w.db"))
-	for pragma, want := range map[string]string{"journal_mode": "wal", "synchronous": "1", "temp_store": "2"} {
+	for pragma, want := range map[string]string{"journal_mode": "wal", "synchronous": "1", "temp_store": "2", "wal_autocheckpoint": "0"} {
 		var got string
 		if err := s.wdb.QueryRowContext(t.Context(), "PRAGMA "+pragma).Scan(&got); err != nil {
 			t.Fatalf("PRAGMA %s: %v", pragma, err)
@@ -594,5 +595,70 @@ func TestSQLiteWriterSettings(t *testing.T) {
 		if got != want {
 			t.Errorf("writer PRAGMA %s = %s, want %s", pragma, got, want)
 		}
+	}
+}
+
+// TestSQLiteCheckpointerBoundsTheWAL: with the writer's own checkpoints off,
+// the checkpointer copies the log into the database beside the writes and,
+// under a load that never pauses, has the committer catch up so that the log
+// starts over: the WAL file (whose size is the most it ever held) stays
+// small, every write is in the database, and what was written survives a
+// reopen.
+func TestSQLiteCheckpointerBoundsTheWAL(t *testing.T) {
+	oldCommits, oldPages := ckptCommits, walRestartPages
+	ckptCommits, walRestartPages = 8, 200
+	t.Cleanup(func() { ckptCommits, walRestartPages = oldCommits, oldPages })
+
+	path := filepath.Join(t.TempDir(), "ckpt.db")
+	s := openBatchSQLite(t, path)
+	const writers, each = 32, 100
+	var wg sync.WaitGroup
+	errc := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := s.CreateUser(t.Context(), User{UserName: fmt.Sprintf("w%d-%d@example.com", w, i),
+					Resource: []byte(fmt.Sprintf(`{"userName":"w%d-%d@example.com","title":"%s"}`, w, i, strings.Repeat("x", 300)))}); err != nil {
+					errc <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	txs, _, _ := BatchStats(s)
+	runs := s.batch.ckpt.runs.Load()
+	if runs == 0 {
+		t.Fatalf("no checkpoint ran in %d commits", txs)
+	}
+	fi, err := os.Stat(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A page is 4,096 bytes plus a 24-byte frame header. The log may hold
+	// walRestartPages, plus what ckptCommits commits of up to maxBatch
+	// writes add before the next checkpoint reports it; 1,500 pages leave
+	// room for that, and are far below what these writes fill without
+	// checkpoints (about 2,000 pages of users alone).
+	const pageBytes = 4096 + 24
+	if pages := fi.Size() / pageBytes; pages > 1500 {
+		t.Errorf("WAL grew to %d pages (%d commits, %d checkpoints); want at most 1500", pages, txs, runs)
+	}
+	t.Logf("%d writes in %d commits, %d checkpoints, WAL file %d pages", writers*each, txs, runs, fi.Size()/pageBytes)
+
+	var n int
+	if err := s.rdb.QueryRowContext(t.Context(), `SELECT count(*) FROM users`).Scan(&n); err != nil || n != writers*each {
+		t.Fatalf("users: %d, %v; want %d", n, err, writers*each)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := openBatchSQLite(t, path)
+	if err := again.rdb.QueryRowContext(t.Context(), `SELECT count(*) FROM users`).Scan(&n); err != nil || n != writers*each {
+		t.Fatalf("users after reopening: %d, %v; want %d", n, err, writers*each)
 	}
 }

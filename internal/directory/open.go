@@ -29,7 +29,9 @@ import (
 // "database is locked"; in-process writers are group-committed (see
 // batch.go): one goroutine runs the writes that wait, each in its own
 // savepoint, in one transaction, and a second one fsyncs the WAL after the
-// commit; nobody is answered, and no read returns a write, before that.
+// commit; nobody is answered, and no read returns a write, before that. A
+// third copies the WAL into the database file beside the writes
+// (checkpoint.go).
 // Reads use a separate pool of read-only connections and never block writes.
 func Open(ctx context.Context, opts Options) (Store, error) {
 	if opts.Now == nil {
@@ -104,7 +106,12 @@ func openSQLite(opts Options) (*sqlStore, error) {
 	// (profiles of bench/scimbench showed it did, two write calls per page
 	// kept, about a sixth of the committer's time). It holds only the pages
 	// one write changes.
-	wdb, err := sql.Open("sqlite", uri+"?"+common+"&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate&_pragma=temp_store(memory)")
+	//
+	// wal_autocheckpoint=0: the writer never checkpoints inside a commit
+	// (SQLite's default does at 1,000 WAL pages, fsyncing the WAL and the
+	// database while every writer waits); a checkpointer of its own does it
+	// beside the writes (checkpoint.go).
+	wdb, err := sql.Open("sqlite", uri+"?"+common+"&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate&_pragma=temp_store(memory)&_pragma=wal_autocheckpoint(0)")
 	if err != nil {
 		return nil, fmt.Errorf("directory: open sqlite: %w", err)
 	}
@@ -118,6 +125,17 @@ func openSQLite(opts Options) (*sqlStore, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("directory: open sqlite: %w", err)
 	}
+	// The checkpointer's connection (synchronous=FULL, SQLite's default:
+	// a checkpoint fsyncs the WAL before it copies pages and the database
+	// after).
+	cdb, err := sql.Open("sqlite", uri+"?"+common)
+	if err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, fmt.Errorf("directory: open sqlite: %w", err)
+	}
+	cdb.SetMaxOpenConns(1)
+	cdb.SetMaxIdleConns(1)
 	n := max(4, runtime.GOMAXPROCS(0))
 	rdb.SetMaxOpenConns(n)
 	rdb.SetMaxIdleConns(n)
@@ -125,7 +143,7 @@ func openSQLite(opts Options) (*sqlStore, error) {
 	s := newSQLStore(sqliteDialect, wdb, rdb, opts)
 	// synchronous=NORMAL: the committer fsyncs the WAL itself after each
 	// commit, outside the serial section, before answering (batch.go).
-	s.batch = newCommitter(s, path+"-wal")
+	s.batch = newCommitter(s, path+"-wal", cdb)
 	s.tokenMark = path + tokenMarkSuffix
 	s.rstmts = &poolStmts{db: rdb, m: map[string]*sql.Stmt{}}
 	return s, nil
