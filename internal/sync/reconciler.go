@@ -194,35 +194,52 @@ type outcome struct {
 	warnings  []string
 }
 
+// recordTimeout bounds the store writes that record a pass's outcome. They run even after the
+// pass's context has ended (a shutdown), so that a change already made in TaskRouter is recorded
+// and a claim cut short is handed back.
+const recordTimeout = 10 * time.Second
+
 func (r *Reconciler) process(ctx context.Context, it directory.SyncItem) {
 	st := it.State
 	log := r.log.With(zap.String("user_id", st.UserID), zap.Int64("gen", st.DesiredGen))
 	start := r.o.Now()
 	out, err := r.reconcile(ctx, it)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if err != nil && ctx.Err() != nil {
+		// The pass was stopped (shutdown), not failed: no backoff and no failure in the audit
+		// trail. The claim is handed back for the next pass, which finds whatever reached
+		// TaskRouter (the reconciler is level-triggered and adopts its own workers).
+		log.Info("sync interrupted; the next pass takes it up", zap.Error(err))
+		if merr := r.o.Store.MarkFailed(rctx, st.UserID, st.DesiredGen, "interrupted: "+err.Error(), r.o.Now()); merr != nil {
+			log.Error("could not hand back an interrupted claim", zap.Error(merr))
+		}
+		return
+	}
 	if err != nil {
 		next := r.o.Now().Add(r.backoff(st.Attempts, err))
 		log.Warn("sync failed", zap.Error(err), zap.Int("attempt", st.Attempts+1), zap.Time("retry_at", next))
-		if merr := r.o.Store.MarkFailed(ctx, st.UserID, st.DesiredGen, err.Error(), next); merr != nil {
+		if merr := r.o.Store.MarkFailed(rctx, st.UserID, st.DesiredGen, err.Error(), next); merr != nil {
 			log.Error("could not record sync failure", zap.Error(merr))
 		}
-		r.audit(ctx, it, outcome{action: "worker.sync", workerSID: st.WorkerSID}, err)
+		r.audit(rctx, it, outcome{action: "worker.sync", workerSID: st.WorkerSID}, err)
 		return
 	}
 	applied := out.workerSID
 	if out.action == "worker.delete" {
 		applied = ""
 	}
-	if err := r.o.Store.MarkApplied(ctx, st.UserID, st.DesiredGen, applied); err != nil {
+	if err := r.o.Store.MarkApplied(rctx, st.UserID, st.DesiredGen, applied); err != nil {
 		log.Error("could not record applied generation", zap.Error(err))
 		return
 	}
 	log.Info("synced", zap.String("action", out.action), zap.String("worker_sid", out.workerSID),
 		zap.Strings("changed_keys", out.changed), zap.Duration("took", r.o.Now().Sub(start)))
 	if out.action != "worker.noop" {
-		r.audit(ctx, it, out, nil)
+		r.audit(rctx, it, out, nil)
 		if len(out.warnings) > 0 {
 			// Combinations Flex cannot honour, flagged per the mapping's policy.
-			r.audit(ctx, it, outcome{action: "mapping.warning", workerSID: out.workerSID, warnings: out.warnings}, nil)
+			r.audit(rctx, it, outcome{action: "mapping.warning", workerSID: out.workerSID, warnings: out.warnings}, nil)
 		}
 	}
 }

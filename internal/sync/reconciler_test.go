@@ -3,9 +3,11 @@ package sync_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	gosync "sync"
 	"testing"
@@ -600,5 +602,78 @@ func TestLoginIdentityFollowsSources(t *testing.T) {
 	attrs = decode(t, w.Attributes)
 	if attrs["full_name"] != "Bo" || strings.Join(toStrings(attrs["roles"]), ",") != "agent" {
 		t.Errorf("login-only worker attributes = %v", attrs)
+	}
+}
+
+// stopAfter is the sandbox's TaskRouter client with a shutdown arriving during a CreateWorker:
+// after the create (applied) or instead of its answer (interrupted).
+type stopAfter struct {
+	*taskrouter.Client
+	stop    context.CancelFunc
+	applied bool
+}
+
+func (s *stopAfter) CreateWorker(ctx context.Context, friendlyName, attributes string) (taskrouter.Worker, error) {
+	if !s.applied {
+		s.stop()
+		return taskrouter.Worker{}, ctx.Err()
+	}
+	w, err := s.Client.CreateWorker(ctx, friendlyName, attributes)
+	s.stop()
+	return w, err
+}
+
+// TestShutdownDuringAPass: a pass whose context ends while it works still records what it
+// did in TaskRouter (applied generation, audit), and a pass cut short before its change hands
+// its claim back without a failure in the audit trail, so the next pass (here at the same
+// instant) takes it up instead of waiting out the lease.
+func TestShutdownDuringAPass(t *testing.T) {
+	for _, applied := range []bool{true, false} {
+		t.Run(fmt.Sprintf("applied=%v", applied), func(t *testing.T) {
+			h := newHarness(t, "")
+			u := h.createUser("stop@example.com", "Stop Me")
+			ctx, stop := context.WithCancel(h.ctx)
+			rec := fbsync.New(fbsync.Options{
+				Store: h.store, Workers: &stopAfter{Client: h.workers, stop: stop, applied: applied},
+				Mapping: func() *mapping.Config { return h.mapping }, Logger: zaptest.NewLogger(t), Now: h.clk.Now, Owner: "test",
+			})
+			if _, err := rec.RunOnce(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if ctx.Err() == nil {
+				t.Fatal("the pass was not stopped")
+			}
+			st := h.state(u.ID)
+			audit, err := h.store.ListAudit(h.ctx, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var actions []string
+			for _, r := range audit {
+				actions = append(actions, r.Action+":"+r.Outcome)
+			}
+			if applied {
+				w, found := h.worker("stop@example.com")
+				if !found || st.AppliedGen != st.DesiredGen || st.WorkerSID != w.SID {
+					t.Fatalf("after a create cut short by a shutdown: state %+v, worker found %v", st, found)
+				}
+				if !slices.Contains(actions, "worker.create:ok") {
+					t.Errorf("audit %v, want the create recorded", actions)
+				}
+				return
+			}
+			if st.AppliedGen == st.DesiredGen || st.LeaseOwner != "" || st.NextAttemptAt.After(h.clk.Now()) {
+				t.Fatalf("after an interrupted pass: state %+v, want pending, unleased, due now", st)
+			}
+			if len(actions) != 0 {
+				t.Errorf("audit %v, want nothing for an interrupted pass", actions)
+			}
+			if n := h.pass(); n != 1 {
+				t.Fatalf("the next pass claimed %d users, want 1", n)
+			}
+			if _, found := h.worker("stop@example.com"); !found {
+				t.Error("no worker after the next pass")
+			}
+		})
 	}
 }
