@@ -34,6 +34,18 @@ func openBatchSQLite(t *testing.T, path string) *sqlStore {
 	return st.(*sqlStore)
 }
 
+// usersAfterReopen opens the SQLite database at path again (its first store
+// closed) and returns how many users it holds.
+func usersAfterReopen(t *testing.T, path string) int {
+	t.Helper()
+	s := openBatchSQLite(t, path)
+	_, total, err := s.ListUsers(t.Context(), UserQuery{Limit: -1})
+	if err != nil {
+		t.Fatalf("ListUsers after reopening: %v", err)
+	}
+	return total
+}
+
 func sqliteBatchEnv(t *testing.T) batchEnv {
 	s := openBatchSQLite(t, filepath.Join(t.TempDir(), "fb.db"))
 	return batchEnv{s: s, hold: func(t *testing.T) func() { return holdCommitter(t, s) }, queued: func(t *testing.T, n int) { waitQueued(t, s, n) }}
@@ -499,10 +511,8 @@ func TestBatchCloseFinishesQueuedWrites(t *testing.T) {
 			t.Errorf("queued write: %v", err)
 		}
 	}
-	s2 := openBatchSQLite(t, path)
-	_, total, err := s2.ListUsers(t.Context(), UserQuery{Limit: -1})
-	if err != nil || total != n {
-		t.Fatalf("%d users after reopening (%v), want %d", total, err, n)
+	if total := usersAfterReopen(t, path); total != n {
+		t.Fatalf("%d users after reopening, want %d", total, n)
 	}
 }
 
@@ -657,8 +667,7 @@ func TestSQLiteCheckpointerBoundsTheWAL(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	again := openBatchSQLite(t, path)
-	if err := again.rdb.QueryRowContext(t.Context(), `SELECT count(*) FROM users`).Scan(&n); err != nil || n != writers*each {
-		t.Fatalf("users after reopening: %d, %v; want %d", n, err, writers*each)
+	if total := usersAfterReopen(t, path); total != writers*each {
+		t.Fatalf("%d users after reopening, want %d", total, writers*each)
 	}
 }

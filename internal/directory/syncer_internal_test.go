@@ -355,10 +355,8 @@ func TestSyncerCloseWhileSyncingAndTxOpen(t *testing.T) {
 			t.Errorf("write: %v", err)
 		}
 	}
-	s2 := openBatchSQLite(t, path)
-	_, total, err := s2.ListUsers(t.Context(), UserQuery{Limit: -1})
-	if err != nil || total != ok {
-		t.Fatalf("%d users after reopening (%v), %d writes succeeded", total, err, ok)
+	if total := usersAfterReopen(t, path); total != ok {
+		t.Fatalf("%d users after reopening, %d writes succeeded", total, ok)
 	}
 }
 
