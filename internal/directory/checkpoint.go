@@ -3,7 +3,6 @@ package directory
 import (
 	"context"
 	"database/sql"
-	"sync"
 	"sync/atomic"
 
 	"go.uber.org/zap"
@@ -57,7 +56,6 @@ type checkpointer struct {
 	log  *zap.Logger
 	kick chan struct{}
 	done chan struct{}
-	once sync.Once
 
 	sinceKick int         // commits since the last kick; the committer's only
 	behind    atomic.Bool // the log is longer than walRestartPages
@@ -125,14 +123,12 @@ func (c *checkpointer) run(db *sql.DB) (pages int, err error) {
 	return pages, nil
 }
 
-// close stops the checkpointer, after the committer has stopped, and closes
-// its connection.
+// close stops the checkpointer and closes its connection; the committer
+// calls it once, when it stops.
 func (c *checkpointer) close() {
-	c.once.Do(func() {
-		close(c.kick)
-		<-c.done
-		if err := c.db.Close(); err != nil {
-			c.log.Warn("close the checkpointer's connection", zap.Error(err))
-		}
-	})
+	close(c.kick)
+	<-c.done
+	if err := c.db.Close(); err != nil {
+		c.log.Warn("close the checkpointer's connection", zap.Error(err))
+	}
 }
