@@ -170,19 +170,8 @@ func (s *sqlStore) markSyncMany(ctx context.Context, q *querier, ids []string) e
 	}
 	list := listArg(ids)
 	cond := ` WHERE deleted = FALSE AND user_id IN (` + s.d.textList + `)`
-	if s.d.lockRow != "" {
-		rows, err := q.query(ctx, `SELECT user_id FROM sync_state`+cond+` ORDER BY user_id`+s.d.lockRow, list)
-		if err != nil {
-			return fmt.Errorf("directory: mark members for sync: %w", err)
-		}
-		// Drain: the rows are locked as they are read.
-		for rows.Next() {
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return fmt.Errorf("directory: mark members for sync: %w", err)
-		}
+	if err := s.lockStates(ctx, q, cond, list); err != nil {
+		return fmt.Errorf("directory: mark members for sync: %w", err)
 	}
 	now := s.d.t(s.now())
 	_, err := q.exec(ctx, `UPDATE sync_state SET desired_gen = desired_gen + 1, last_error = '', attempts = 0,
@@ -191,6 +180,26 @@ func (s *sqlStore) markSyncMany(ctx context.Context, q *querier, ids []string) e
 		return fmt.Errorf("directory: mark members for sync: %w", err)
 	}
 	return nil
+}
+
+// lockStates locks the sync_state rows matching cond (a WHERE clause) in
+// user_id order, on PostgreSQL; a no-op on SQLite, whose writes are
+// serialised. Every write that changes several sync states takes their locks
+// this way before it updates them, so that two such writes cannot deadlock.
+func (s *sqlStore) lockStates(ctx context.Context, q *querier, cond string, args ...any) error {
+	if s.d.lockRow == "" {
+		return nil
+	}
+	rows, err := q.query(ctx, `SELECT user_id FROM sync_state`+cond+` ORDER BY user_id`+s.d.lockRow, args...)
+	if err != nil {
+		return err
+	}
+	// Drain: the rows are locked as they are read.
+	for rows.Next() {
+	}
+	err = rows.Err()
+	rows.Close()
+	return err
 }
 
 func (s *sqlStore) CreateGroup(ctx context.Context, g Group) (Group, error) {

@@ -3,6 +3,7 @@ package directory_test
 import (
 	"database/sql"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"strings"
 	"sync"
@@ -177,5 +178,70 @@ func TestPostgresTokenVersion(t *testing.T) {
 	}
 	if _, ok := s.TokenVersion(); ok {
 		t.Error("TokenVersion is known for PostgreSQL")
+	}
+}
+
+// TestPostgresMarkAllForSyncBesideGroupWrites: marking every user for sync
+// (after a mapping change) while group writes mark their members must not
+// deadlock. Both lock sync_state rows; the group write locks them in user_id
+// order, so marking all must too. The rows are first rewritten in a shuffled
+// order so that the table's physical order is not the id order (PostgreSQL
+// writes a new row version on every update).
+func TestPostgresMarkAllForSyncBesideGroupWrites(t *testing.T) {
+	s := openPostgres(t, newSchema(t, postgresDSN(t)), nil)
+	ctx := t.Context()
+	const n = 200
+	ids := make([]string, n)
+	for i := range ids {
+		u, err := s.CreateUser(ctx, directory.User{UserName: fmt.Sprintf("user%03d@example.com", i), Active: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = u.ID
+	}
+	for _, i := range rand.Perm(n) {
+		if _, err := s.UpdateUser(ctx, ids[i], func(u *directory.User) error { u.Active = !u.Active; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := s.CreateGroup(ctx, directory.Group{DisplayName: "Flex Agents", Members: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const rounds = 40
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*rounds)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for range rounds {
+			if _, err := s.MarkAllForSync(ctx); err != nil {
+				errs <- fmt.Errorf("MarkAllForSync: %w", err)
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for r := range rounds {
+			// Every other round drops the first half of the members, the
+			// next one adds them back: each write marks 100 users.
+			_, err := s.UpdateGroup(ctx, g.ID, func(g *directory.Group) error {
+				if r%2 == 0 {
+					g.Members = ids[n/2:]
+				} else {
+					g.Members = ids
+				}
+				return nil
+			})
+			if err != nil {
+				errs <- fmt.Errorf("UpdateGroup: %w", err)
+			}
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
