@@ -216,8 +216,11 @@ func TestPostgresMarkAllForSyncBesideGroupWrites(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for range rounds {
-			if _, err := s.MarkAllForSync(ctx); err != nil {
+			marked, err := s.MarkAllForSync(ctx)
+			if err != nil {
 				errs <- fmt.Errorf("MarkAllForSync: %w", err)
+			} else if marked != n {
+				errs <- fmt.Errorf("MarkAllForSync marked %d users, want %d", marked, n)
 			}
 		}
 	}()
