@@ -159,47 +159,48 @@ func (s *sqlStore) removeMembers(ctx context.Context, q *querier, groupID string
 }
 
 // markSyncMany marks the live users among ids for sync in the caller's
-// transaction: the same change markSync makes to an existing state
-// (desired_gen++, due now, failures forgotten), in one statement whatever the
-// number of users. Tombstones are left alone: a group change cannot revive a
-// deleted user. PostgreSQL: the rows are locked in user_id order first, so
-// two group writes sharing members cannot deadlock each other.
+// transaction (see markStates), in one statement whatever the number of
+// users. Tombstones are left alone: a group change cannot revive a deleted
+// user.
 func (s *sqlStore) markSyncMany(ctx context.Context, q *querier, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	list := listArg(ids)
-	cond := ` WHERE deleted = FALSE AND user_id IN (` + s.d.textList + `)`
-	if err := s.lockStates(ctx, q, cond, list); err != nil {
-		return fmt.Errorf("directory: mark members for sync: %w", err)
-	}
-	now := s.d.t(s.now())
-	_, err := q.exec(ctx, `UPDATE sync_state SET desired_gen = desired_gen + 1, last_error = '', attempts = 0,
-	next_attempt_at = ?, updated_at = ?`+cond, now, now, list)
-	if err != nil {
+	if _, err := s.markStates(ctx, q, ` WHERE deleted = FALSE AND user_id IN (`+s.d.textList+`)`, listArg(ids)); err != nil {
 		return fmt.Errorf("directory: mark members for sync: %w", err)
 	}
 	return nil
 }
 
-// lockStates locks the sync_state rows matching cond (a WHERE clause) in
-// user_id order, on PostgreSQL; a no-op on SQLite, whose writes are
-// serialised. Every write that changes several sync states takes their locks
-// this way before it updates them, so that two such writes cannot deadlock.
-func (s *sqlStore) lockStates(ctx context.Context, q *querier, cond string, args ...any) error {
-	if s.d.lockRow == "" {
-		return nil
+// markStates makes, to every sync state matching cond (a WHERE clause), the
+// change markSync makes to an existing state (desired_gen++, due now,
+// failures forgotten), and returns how many it changed. Every write that
+// marks several users goes through it. PostgreSQL: the rows are locked in
+// user_id order first, so two such writes (two group writes sharing members,
+// a group write and a mapping change) cannot deadlock each other; SQLite
+// serialises its writes anyway.
+func (s *sqlStore) markStates(ctx context.Context, q *querier, cond string, args ...any) (int64, error) {
+	if s.d.lockRow != "" {
+		rows, err := q.query(ctx, `SELECT user_id FROM sync_state`+cond+` ORDER BY user_id`+s.d.lockRow, args...)
+		if err != nil {
+			return 0, err
+		}
+		// Drain: the rows are locked as they are read.
+		for rows.Next() {
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return 0, err
+		}
 	}
-	rows, err := q.query(ctx, `SELECT user_id FROM sync_state`+cond+` ORDER BY user_id`+s.d.lockRow, args...)
+	now := s.d.t(s.now())
+	res, err := q.exec(ctx, `UPDATE sync_state SET desired_gen = desired_gen + 1, last_error = '', attempts = 0,
+	next_attempt_at = ?, updated_at = ?`+cond, append([]any{now, now}, args...)...)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	// Drain: the rows are locked as they are read.
-	for rows.Next() {
-	}
-	err = rows.Err()
-	rows.Close()
-	return err
+	return res.RowsAffected()
 }
 
 func (s *sqlStore) CreateGroup(ctx context.Context, g Group) (Group, error) {

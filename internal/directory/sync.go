@@ -240,18 +240,11 @@ func (s *sqlStore) ListSyncStates(ctx context.Context) ([]SyncState, error) {
 func (s *sqlStore) MarkAllForSync(ctx context.Context) (int, error) {
 	var n int64
 	err := s.write(ctx, func(q *querier) error {
-		const cond = ` WHERE deleted = FALSE`
-		if err := s.lockStates(ctx, q, cond); err != nil {
+		var err error
+		if n, err = s.markStates(ctx, q, ` WHERE deleted = FALSE`); err != nil {
 			return fmt.Errorf("directory: mark all for sync: %w", err)
 		}
-		now := s.d.t(s.now())
-		res, err := q.exec(ctx, `UPDATE sync_state SET desired_gen = desired_gen + 1, last_error = '', attempts = 0,
-	next_attempt_at = ?, updated_at = ?`+cond, now, now)
-		if err != nil {
-			return fmt.Errorf("directory: mark all for sync: %w", err)
-		}
-		n, err = res.RowsAffected()
-		return err
+		return nil
 	})
 	return int(n), err
 }
